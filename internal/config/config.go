@@ -1,0 +1,164 @@
+// Package config holds scanagent's configuration as plain data: the typed
+// structs, their defaults, loading from TOML and validation that reports every
+// problem with its key and position. It builds no components and opens no
+// ports or files other than the ones it validates.
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration read from a TOML string such as "5s" or "2m".
+// A bare number is refused: BurntSushi/toml would otherwise read `timeout = 5`
+// as five nanoseconds.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string that carries a unit.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: write a number with a unit, e.g. \"5s\", \"2m\", \"50ms\"", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration in Go's notation.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole configuration file.
+type Config struct {
+	// Path is the file the configuration was read from ("" for Default()).
+	Path string `toml:"-"`
+
+	Agent    Agent    `toml:"agent"`
+	Platform Platform `toml:"platform"`
+	Upload   Upload   `toml:"upload"`
+	Crypto   Crypto   `toml:"crypto"`
+	Queue    Queue    `toml:"queue"`
+	Readers  []Reader `toml:"reader"`
+}
+
+// Agent is the [agent] table.
+type Agent struct {
+	DataDir     string `toml:"data_dir"`
+	LogLevel    string `toml:"log_level"`
+	LogFile     string `toml:"log_file"`
+	AdminListen string `toml:"admin_listen"`
+}
+
+// Platform is the [platform] table.
+type Platform struct {
+	BaseURL            string   `toml:"base_url"`
+	TokenPath          string   `toml:"token_path"`
+	ScanPath           string   `toml:"scan_path"`
+	ClientID           string   `toml:"client_id"`
+	ClientSecret       string   `toml:"client_secret"`
+	ClientSecretFile   string   `toml:"client_secret_file"`
+	AppID              string   `toml:"app_id"`
+	Params             string   `toml:"params"`
+	Timeout            Duration `toml:"timeout"`
+	CAFile             string   `toml:"ca_file"`
+	TokenRefreshBefore Duration `toml:"token_refresh_before"`
+}
+
+// Upload is the [upload] table.
+type Upload struct {
+	Concurrency      int      `toml:"concurrency"`
+	RetryInitial     Duration `toml:"retry_initial"`
+	RetryMax         Duration `toml:"retry_max"`
+	MaxErrorAttempts int      `toml:"max_error_attempts"`
+	DateFormat       string   `toml:"date_format"`
+	Timezone         string   `toml:"timezone"`
+}
+
+// Crypto is the [crypto] table.
+type Crypto struct {
+	Mode     string `toml:"mode"`
+	Encoding string `toml:"encoding"`
+	IV       string `toml:"iv"`
+}
+
+// Queue is the [queue] table.
+type Queue struct {
+	MaxPending    int      `toml:"max_pending"`
+	DedupeWindow  Duration `toml:"dedupe_window"`
+	KeepDelivered int      `toml:"keep_delivered"`
+}
+
+// Reader is one [[reader]] table.
+type Reader struct {
+	Name      string            `toml:"name"`
+	Port      string            `toml:"port"`
+	Baud      int               `toml:"baud"`
+	DataBits  int               `toml:"data_bits"`
+	Parity    string            `toml:"parity"`
+	StopBits  string            `toml:"stop_bits"`
+	Framing   string            `toml:"framing"`
+	IdleGap   Duration          `toml:"idle_gap"`
+	MaxFrame  int               `toml:"max_frame"`
+	TermName  string            `toml:"term_name"`
+	TermSn    string            `toml:"term_sn"`
+	UserType  string            `toml:"user_type"`
+	Decoder   string            `toml:"decoder"`
+	Delimiter string            `toml:"delimiter"`
+	Fields    []string          `toml:"fields"`
+	Pattern   string            `toml:"pattern"`
+	Roster    string            `toml:"roster"`
+	Map       map[string]string `toml:"map"`
+	AckOK     string            `toml:"ack_ok"`
+	AckFail   string            `toml:"ack_fail"`
+}
+
+// Default returns the configuration with every default of SPEC §5 and no
+// readers.
+func Default() Config {
+	return Config{
+		Agent: Agent{
+			DataDir:     DefaultDataDir(),
+			LogLevel:    "info",
+			AdminListen: "127.0.0.1:9465",
+		},
+		Platform: Platform{
+			BaseURL:            "https://open.zafu.edu.cn",
+			TokenPath:          "/oauth/token",
+			ScanPath:           "/api/scanrecord.jhtm",
+			Params:             "form",
+			Timeout:            Duration{15 * time.Second},
+			TokenRefreshBefore: Duration{24 * time.Hour},
+		},
+		Upload: Upload{
+			Concurrency:      2,
+			RetryInitial:     Duration{time.Second},
+			RetryMax:         Duration{30 * time.Second},
+			MaxErrorAttempts: 5,
+			DateFormat:       "yyyy-MM-dd HH:mm:ss",
+			Timezone:         "Asia/Shanghai",
+		},
+		Crypto: Crypto{Mode: "ecb", Encoding: "base64"},
+		Queue: Queue{
+			MaxPending:   1000000,
+			DedupeWindow: Duration{3 * time.Second},
+		},
+	}
+}
+
+// DefaultReader returns a [[reader]] table with every default filled in; the
+// loader starts each [[reader]] from it.
+func DefaultReader() Reader {
+	return Reader{
+		Baud:      9600,
+		DataBits:  8,
+		Parity:    "none",
+		StopBits:  "1",
+		Framing:   "line",
+		IdleGap:   Duration{50 * time.Millisecond},
+		MaxFrame:  4096,
+		Decoder:   "delimited",
+		Delimiter: ",",
+		Fields:    []string{"xgh", "name", "idCard", "userType"},
+	}
+}

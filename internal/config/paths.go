@@ -1,0 +1,42 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// EnvConfig names the environment variable that overrides the default
+// configuration path.
+const EnvConfig = "SCANAGENT_CONFIG"
+
+// EnvSecret names the environment variable that may hold the client secret.
+const EnvSecret = "SCANAGENT_CLIENT_SECRET"
+
+// programData is %ProgramData% on Windows, with the usual fallback.
+func programData() string {
+	if d := os.Getenv("ProgramData"); d != "" {
+		return d
+	}
+	return `C:\ProgramData`
+}
+
+// DefaultPath is the configuration file used when neither --config nor
+// SCANAGENT_CONFIG is given.
+func DefaultPath() string {
+	if p := os.Getenv(EnvConfig); p != "" {
+		return p
+	}
+	if runtime.GOOS == "windows" {
+		return filepath.Join(programData(), "scanagent", "config.toml")
+	}
+	return "/etc/scanagent/config.toml"
+}
+
+// DefaultDataDir is where queue.db and admin.token live by default.
+func DefaultDataDir() string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(programData(), "scanagent", "data")
+	}
+	return "/var/lib/scanagent"
+}

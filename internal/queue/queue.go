@@ -1,0 +1,606 @@
+// Package queue is scanagent's durable offline queue: one bbolt file holding
+// the pending scan records, the dead letters, the rejected frames, the
+// delivered total and the platform token.
+//
+// One goroutine owns every write transaction (group commit): Enqueue and the
+// other writers hand it work and wait for the durable answer, so concurrent
+// scans share one commit (two fdatasyncs) instead of paying one each. A record
+// is durable when Enqueue returns nil. The queue returns errors and never
+// logs; a panic inside bbolt (a damaged file) is turned into ErrCorrupt.
+package queue
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket and meta key names. They are part of the file format.
+var (
+	bucketPending   = []byte("pending")
+	bucketDead      = []byte("dead")
+	bucketRejected  = []byte("rejected")
+	bucketDelivered = []byte("delivered")
+	bucketMeta      = []byte("meta")
+
+	metaToken          = []byte("token")
+	metaDeliveredTotal = []byte("delivered_total")
+	metaPendingN       = []byte("pending_n")
+	metaDeadN          = []byte("dead_n")
+	metaRejectedN      = []byte("rejected_n")
+	metaDeliveredN     = []byte("delivered_n") // history kept, not the total
+)
+
+var (
+	// ErrFull is returned by Enqueue when max_pending records are waiting.
+	ErrFull = errors.New("queue full: max_pending records are waiting for upload")
+	// ErrNotFound is returned for an ID that is in none of the buckets asked.
+	ErrNotFound = errors.New("no such record")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("queue closed")
+	// ErrCorrupt wraps any sign that the database file is damaged.
+	ErrCorrupt = errors.New("queue database is damaged")
+	// ErrLocked is returned by Open when another process holds the file.
+	ErrLocked = errors.New("queue database is in use by another process (is the agent running?)")
+)
+
+// DefaultMaxRejected bounds the rejected bucket; the oldest are pruned.
+const DefaultMaxRejected = 10000
+
+// Options tune a Queue; the zero value means the defaults.
+type Options struct {
+	MaxPending    int              // 0 = unlimited
+	KeepDelivered int              // delivered records kept as history; 0 = delete
+	MaxRejected   int              // 0 = DefaultMaxRejected
+	LockTimeout   time.Duration    // waiting for the file lock; 0 = 1s
+	ReadOnly      bool             // for inspection while stopped
+	Now           func() time.Time // nil = time.Now
+}
+
+// Queue is an open queue database.
+type Queue struct {
+	db   *bolt.DB
+	path string
+	opts Options
+	now  func() time.Time
+
+	ops    chan *op
+	wake   chan struct{}
+	done   chan struct{}
+	mu     sync.RWMutex // guards closed against ops sends
+	closed bool
+}
+
+type op struct {
+	fn   func(tx *bolt.Tx) error
+	err  error
+	done chan struct{}
+}
+
+// Open opens (creating if needed) the queue file at path, checks it for
+// consistency and starts the committer. A damaged file yields an error
+// wrapping ErrCorrupt; see OpenOrQuarantine.
+func Open(path string, opts Options) (q *Queue, err error) {
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.MaxRejected == 0 {
+		opts.MaxRejected = DefaultMaxRejected
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	var db *bolt.DB
+	err = protect(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+		return err
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolt.ErrTimeout):
+			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
+		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+			return nil, fmt.Errorf("open queue %s: %w: %v", path, ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	q = &Queue{db: db, path: path, opts: opts, now: now,
+		ops: make(chan *op, 1024), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := q.check(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	if !opts.ReadOnly {
+		if err := protect(func() error { return db.Update(initBuckets) }); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open queue %s: %w", path, err)
+		}
+	}
+	go q.commitLoop()
+	return q, nil
+}
+
+// OpenOrQuarantine opens path; if the file is damaged it is renamed to
+// path.corrupt-<timestamp> and a fresh queue is created in its place. The
+// returned string is the quarantined file's path ("" when nothing was moved).
+func OpenOrQuarantine(path string, opts Options) (*Queue, string, error) {
+	q, err := Open(path, opts)
+	if err == nil || !errors.Is(err, ErrCorrupt) {
+		return q, "", err
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	moved := path + ".corrupt-" + now().UTC().Format("20060102T150405Z")
+	if rerr := os.Rename(path, moved); rerr != nil {
+		return nil, "", fmt.Errorf("%w; moving it aside failed too: %v", err, rerr)
+	}
+	q, err2 := Open(path, opts)
+	if err2 != nil {
+		return nil, moved, err2
+	}
+	return q, moved, nil
+}
+
+// protect runs fn, turning a bbolt panic (a damaged page) into ErrCorrupt.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	return fn()
+}
+
+// check runs bbolt's consistency check and reads every record once.
+func (q *Queue) check() error {
+	return protect(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			for cerr := range tx.Check() {
+				return fmt.Errorf("%w: %v", ErrCorrupt, cerr)
+			}
+			return nil
+		})
+	})
+}
+
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketPending, bucketDead, bucketRejected, bucketDelivered, bucketMeta} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	// The counters are derived state: recompute them at every open so a file
+	// written by an older version, or repaired by hand, is always right.
+	meta := tx.Bucket(bucketMeta)
+	for _, c := range []struct{ key, bucket []byte }{
+		{metaPendingN, bucketPending}, {metaDeadN, bucketDead}, {metaRejectedN, bucketRejected},
+		{metaDeliveredN, bucketDelivered},
+	} {
+		n := uint64(tx.Bucket(c.bucket).Stats().KeyN)
+		if err := meta.Put(c.key, u64(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path is the database file.
+func (q *Queue) Path() string { return q.path }
+
+// Wake is signalled after every commit that added a pending record.
+func (q *Queue) Wake() <-chan struct{} { return q.wake }
+
+// Close stops the committer after the work already handed to it, then closes
+// the file.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	close(q.ops)
+	q.mu.Unlock()
+	<-q.done
+	return q.db.Close()
+}
+
+// commitLoop owns every write transaction: it gathers whatever work is ready
+// and commits it in one Update.
+func (q *Queue) commitLoop() {
+	defer close(q.done)
+	batch := make([]*op, 0, 256)
+	for o := range q.ops {
+		batch = append(batch[:0], o)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case o, ok := <-q.ops:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, o)
+			default:
+				break gather
+			}
+		}
+		q.commit(batch)
+	}
+}
+
+func (q *Queue) commit(batch []*op) {
+	err := protect(func() error {
+		return q.db.Update(func(tx *bolt.Tx) error {
+			for _, o := range batch {
+				o.err = o.fn(tx)
+			}
+			return nil
+		})
+	})
+	for _, o := range batch {
+		if err != nil {
+			o.err = err
+		}
+		close(o.done)
+	}
+}
+
+// write hands fn to the committer and waits until its transaction is durable.
+// fn must check before it writes: an error it returns is reported to its
+// caller alone and does not roll back the other work in the batch.
+func (q *Queue) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if q.opts.ReadOnly {
+		return errors.New("queue opened read-only")
+	}
+	o := &op{fn: fn, done: make(chan struct{})}
+	q.mu.RLock()
+	if q.closed {
+		q.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case q.ops <- o:
+	case <-ctx.Done():
+		q.mu.RUnlock()
+		return ctx.Err()
+	}
+	q.mu.RUnlock()
+	// Once handed over, the work is done whether or not the caller still
+	// waits: a cancelled Enqueue may still be stored, never half-stored.
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Enqueue stores r durably in the pending bucket, assigning r.ID and
+// r.EnqueuedAt. It returns ErrFull when MaxPending records are waiting.
+func (q *Queue) Enqueue(ctx context.Context, r *Record) error {
+	rec := *r
+	rec.EnqueuedAt = q.now()
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		if q.opts.MaxPending > 0 && counter(tx, metaPendingN) >= uint64(q.opts.MaxPending) {
+			return ErrFull
+		}
+		b := tx.Bucket(bucketPending)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		rec.ID = id
+		return putRecord(tx, bucketPending, metaPendingN, &rec)
+	})
+	if err != nil {
+		return err
+	}
+	r.ID, r.EnqueuedAt = rec.ID, rec.EnqueuedAt
+	q.signal()
+	return nil
+}
+
+// Reject stores a rejected frame, pruning the oldest beyond MaxRejected.
+func (q *Queue) Reject(ctx context.Context, rj *Rejection) error {
+	rec := *rj
+	if rec.Time.IsZero() {
+		rec.Time = q.now()
+	}
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRejected)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		rec.ID = id
+		v, err := json.Marshal(&rec)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(u64(id), v); err != nil {
+			return err
+		}
+		n := counter(tx, metaRejectedN) + 1
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && n > uint64(q.opts.MaxRejected); k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n--
+		}
+		return setCounter(tx, metaRejectedN, n)
+	})
+	if err == nil {
+		rj.ID, rj.Time = rec.ID, rec.Time
+	}
+	return err
+}
+
+// Pending returns up to limit pending records with an ID greater than after,
+// oldest first. It reads with a cursor: the backlog is never loaded whole.
+func (q *Queue) Pending(after uint64, limit int) ([]Record, error) {
+	var out []Record
+	err := q.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: record %d: %v", ErrCorrupt, binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Deliver removes delivered records from the pending bucket in one commit,
+// counting them in the delivered total (and keeping them as history when
+// KeepDelivered > 0). IDs no longer pending are ignored.
+func (q *Queue) Deliver(ctx context.Context, ids ...uint64) error {
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		var n uint64
+		for _, id := range ids {
+			v := pending.Get(u64(id))
+			if v == nil {
+				continue
+			}
+			if q.opts.KeepDelivered > 0 {
+				if err := q.keepDelivered(tx, id, v); err != nil {
+					return err
+				}
+			}
+			if err := pending.Delete(u64(id)); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := setCounter(tx, metaPendingN, counter(tx, metaPendingN)-n); err != nil {
+			return err
+		}
+		return setCounter(tx, metaDeliveredTotal, counter(tx, metaDeliveredTotal)+n)
+	})
+}
+
+func (q *Queue) keepDelivered(tx *bolt.Tx, id uint64, v []byte) error {
+	var r Record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return err
+	}
+	r.NextAttempt, r.LastError = time.Time{}, ""
+	if err := putRecord(tx, bucketDelivered, metaDeliveredN, &r); err != nil {
+		return err
+	}
+	c := tx.Bucket(bucketDelivered).Cursor()
+	for k, _ := c.First(); k != nil && counter(tx, metaDeliveredN) > uint64(q.opts.KeepDelivered); k, _ = c.First() {
+		if err := deleteRecord(tx, bucketDelivered, metaDeliveredN, binary.BigEndian.Uint64(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Kill moves a pending record to the dead bucket with the reason.
+func (q *Queue) Kill(ctx context.Context, id uint64, reason string) error {
+	now := q.now()
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, bucketPending, id)
+		if err != nil {
+			return err
+		}
+		r.DeadReason, r.DeadAt, r.NextAttempt = reason, now, time.Time{}
+		if err := deleteRecord(tx, bucketPending, metaPendingN, id); err != nil {
+			return err
+		}
+		return putRecord(tx, bucketDead, metaDeadN, r)
+	})
+}
+
+// Note records a failed attempt on a pending record: attempts (when counted),
+// the redacted last error and the next attempt time, for `queue show`.
+func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error {
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, bucketPending, id)
+		if err != nil {
+			return err
+		}
+		r.Attempts, r.LastError, r.NextAttempt = attempts, lastErr, next
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Put(u64(id), v)
+	})
+}
+
+// Retry moves dead records back to the pending bucket. A retried record gets
+// a new ID at the end of the queue, its attempts reset; the dead reason is
+// kept in LastError. With no IDs, every dead record is retried. It returns how
+// many records moved.
+func (q *Queue) Retry(ctx context.Context, ids ...uint64) (int, error) {
+	moved := 0
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		moved = 0
+		dead := tx.Bucket(bucketDead)
+		if len(ids) == 0 {
+			c := dead.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				ids = append(ids, binary.BigEndian.Uint64(k))
+			}
+		}
+		for _, id := range ids {
+			r, err := getRecord(tx, bucketDead, id)
+			if err != nil {
+				return err
+			}
+			if q.opts.MaxPending > 0 && counter(tx, metaPendingN) >= uint64(q.opts.MaxPending) {
+				return ErrFull
+			}
+			if err := deleteRecord(tx, bucketDead, metaDeadN, id); err != nil {
+				return err
+			}
+			nid, err := tx.Bucket(bucketPending).NextSequence()
+			if err != nil {
+				return err
+			}
+			r.ID, r.Attempts, r.LastError = nid, 0, "retried after: "+r.DeadReason
+			r.DeadReason, r.DeadAt, r.NextAttempt = "", time.Time{}, time.Time{}
+			if err := putRecord(tx, bucketPending, metaPendingN, r); err != nil {
+				return err
+			}
+			moved++
+		}
+		return nil
+	})
+	if err == nil && moved > 0 {
+		q.signal()
+	}
+	return moved, err
+}
+
+// Drop deletes one record, pending, dead or rejected, for good.
+func (q *Queue) Drop(ctx context.Context, state State, id uint64) error {
+	bucket, key := stateBucket(state)
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucket).Get(u64(id)) == nil {
+			return ErrNotFound
+		}
+		return deleteRecord(tx, bucket, key, id)
+	})
+}
+
+// Token is the platform access token as kept in the database.
+type Token struct {
+	AccessToken string    `json:"access_token"`
+	Expiry      time.Time `json:"expiry"`
+	FetchedAt   time.Time `json:"fetched_at"`
+}
+
+// LoadToken returns the stored token (zero Token when none).
+func (q *Queue) LoadToken() (Token, error) {
+	var t Token
+	err := q.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(metaToken)
+		if v == nil {
+			return nil
+		}
+		return json.Unmarshal(v, &t)
+	})
+	return t, err
+}
+
+// SaveToken stores the token durably.
+func (q *Queue) SaveToken(ctx context.Context, t Token) error {
+	v, err := json.Marshal(&t)
+	if err != nil {
+		return err
+	}
+	return q.write(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaToken, v) })
+}
+
+func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
+	return protect(func() error { return q.db.View(fn) })
+}
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func counter(tx *bolt.Tx, key []byte) uint64 {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return 0
+	}
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func setCounter(tx *bolt.Tx, key []byte, n uint64) error {
+	return tx.Bucket(bucketMeta).Put(key, u64(n))
+}
+
+func getRecord(tx *bolt.Tx, bucket []byte, id uint64) (*Record, error) {
+	v := tx.Bucket(bucket).Get(u64(id))
+	if v == nil {
+		return nil, fmt.Errorf("record %d: %w", id, ErrNotFound)
+	}
+	var r Record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("%w: record %d: %v", ErrCorrupt, id, err)
+	}
+	return &r, nil
+}
+
+func putRecord(tx *bolt.Tx, bucket, countKey []byte, r *Record) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucket).Put(u64(r.ID), v); err != nil {
+		return err
+	}
+	return setCounter(tx, countKey, counter(tx, countKey)+1)
+}
+
+func deleteRecord(tx *bolt.Tx, bucket, countKey []byte, id uint64) error {
+	if err := tx.Bucket(bucket).Delete(u64(id)); err != nil {
+		return err
+	}
+	n := counter(tx, countKey)
+	if n > 0 {
+		n--
+	}
+	return setCounter(tx, countKey, n)
+}
