@@ -1,0 +1,164 @@
+package upload
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Outcome is what one upload attempt means for its record (SPEC §2).
+type Outcome int
+
+// The outcomes of SPEC §2's table.
+const (
+	Transient Outcome = iota // retry with backoff, not counted
+	Delivered                // type == "success": delete the record
+	Dead                     // the platform refuses this record for good
+	Counted                  // type == "error" without errorFields: retry, counted against max_error_attempts
+	BadToken                 // 401/403/invalid_grant: re-fetch the token and retry, not counted
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case Dead:
+		return "dead"
+	case Counted:
+		return "error"
+	case BadToken:
+		return "bad_token"
+	}
+	return "transient"
+}
+
+// Result is an outcome with its reason (for logs and `queue show`) and, for
+// 408/429/503, the delay the platform asked for.
+type Result struct {
+	Outcome    Outcome
+	Reason     string
+	RetryAfter time.Duration
+}
+
+// envelope is the platform's answer to an API call.
+type envelope struct {
+	Type        *string         `json:"type"`
+	Code        json.RawMessage `json:"code"`
+	Content     string          `json:"content"`
+	ErrorFields json.RawMessage `json:"errorFields"`
+	Error       string          `json:"error"`
+	Description string          `json:"error_description"`
+}
+
+// Classify maps an HTTP answer to an outcome. body is the (possibly cut) body.
+// It never calls a non-JSON 200 a success: a captive portal answers 200 too.
+func Classify(status int, header http.Header, body []byte, now time.Time) Result {
+	var env envelope
+	isJSON := json.Unmarshal(bytes.TrimSpace(body), &env) == nil
+	if isJSON && (env.Error == "invalid_grant" || env.Error == "invalid_token") {
+		return Result{Outcome: BadToken, Reason: fmt.Sprintf("HTTP %d %s", status, env.Error)}
+	}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return Result{Outcome: BadToken, Reason: fmt.Sprintf("HTTP %d", status)}
+	case status >= 300 && status < 400:
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d redirect not followed (a proxy or login page?)", status)}
+	case status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d", status), RetryAfter: retryAfter(header.Get("Retry-After"), now)}
+	case status >= 500:
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d", status)}
+	case status == 400 || status == 404 || status == 405 || status == 413 || status == 422:
+		return Result{Outcome: Dead, Reason: fmt.Sprintf("HTTP %d%s", status, platformText(env, isJSON))}
+	case status < 200 || status >= 300:
+		// Not in the table: keep trying, but not for ever.
+		return Result{Outcome: Counted, Reason: fmt.Sprintf("unexpected HTTP %d", status)}
+	}
+	if !isJSON || env.Type == nil {
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d but not the platform's answer (%s)", status, describe(header.Get("Content-Type"), body))}
+	}
+	switch *env.Type {
+	case "success":
+		return Result{Outcome: Delivered, Reason: "success"}
+	case "error":
+		if hasFields(env.ErrorFields) {
+			return Result{Outcome: Dead, Reason: "platform refused the record" + platformText(env, true)}
+		}
+		return Result{Outcome: Counted, Reason: "platform error" + platformText(env, true)}
+	}
+	return Result{Outcome: Counted, Reason: fmt.Sprintf("unknown answer type %q", *env.Type)}
+}
+
+func platformText(env envelope, isJSON bool) string {
+	if !isJSON {
+		return ""
+	}
+	var parts []string
+	if env.Content != "" {
+		parts = append(parts, clip(env.Content, 120))
+	}
+	if hasFields(env.ErrorFields) {
+		parts = append(parts, "fields "+clip(string(env.ErrorFields), 120))
+	}
+	if env.Error != "" {
+		parts = append(parts, clip(env.Error+" "+env.Description, 120))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, "; ")
+}
+
+func hasFields(raw json.RawMessage) bool {
+	s := strings.TrimSpace(string(raw))
+	return s != "" && s != "null" && s != "[]" && s != `""` && s != "{}"
+}
+
+// retryAfter parses Retry-After as seconds or an HTTP date; 0 when absent.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func describeBody(resp *http.Response, body []byte) string {
+	return describe(resp.Header.Get("Content-Type"), body)
+}
+
+// describe names what came back instead of the JSON envelope, for a
+// technician looking at the log ("text/html: <title>Campus Wi-Fi login").
+func describe(ctype string, body []byte) string {
+	if ctype == "" {
+		ctype = "no content type"
+	}
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if !utf8.ValidString(s) {
+		return ctype + ", binary body"
+	}
+	if s == "" {
+		return ctype + ", empty body"
+	}
+	return ctype + ": " + clip(s, 60)
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,390 @@
+// Package upload delivers queued scan records to the campus platform's
+// scanrecord.jhtm endpoint (SPEC §2): a single-flight token source, the
+// outcome table, exponential backoff with jitter shared by all workers, and a
+// dispatcher that streams the backlog oldest first and wakes on every new
+// record. It never deletes a record without a "success" answer. It does not
+// read serial ports or own the queue file.
+package upload
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"scanagent/internal/queue"
+	"scanagent/internal/redact"
+)
+
+// Queue is what the uploader needs of the offline queue.
+type Queue interface {
+	Pending(after uint64, limit int) ([]queue.Record, error)
+	Deliver(ctx context.Context, ids ...uint64) error
+	Kill(ctx context.Context, id uint64, reason string) error
+	Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error
+	Wake() <-chan struct{}
+}
+
+// Tokens is what the uploader needs of the token source.
+type Tokens interface {
+	Token(ctx context.Context) (string, error)
+	Invalidate(tok string)
+}
+
+// Options configure an Uploader; zero values mean the SPEC §5 defaults.
+type Options struct {
+	ScanURL          string // base_url + scan_path
+	AppID            string
+	Params           string // "form" (default) or "query"
+	Concurrency      int
+	RetryInitial     time.Duration
+	RetryMax         time.Duration
+	MaxErrorAttempts int
+	DateFormat       string         // Java style; "" = yyyy-MM-dd HH:mm:ss
+	Location         *time.Location // nil = Asia/Shanghai
+	Logger           *slog.Logger
+	Redactor         *redact.Redactor
+	Now              func() time.Time
+	Rand             func() float64 // in [0,1), for jitter
+}
+
+// Stats counts upload attempts by outcome.
+type Stats struct {
+	Delivered, Dead, Transient, Counted, BadToken int64
+}
+
+// Uploader drains the queue to the platform.
+type Uploader struct {
+	q      Queue
+	tokens Tokens
+	client *http.Client
+	opts   Options
+	layout string
+	log    *slog.Logger
+	gate   *gate
+
+	delivered, dead, transient, counted, badToken atomic.Int64
+}
+
+// New checks the options and returns an uploader. client should not follow
+// redirects (see NewHTTPClient).
+func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, error) {
+	if opts.ScanURL == "" {
+		return nil, errors.New("upload: no scan URL")
+	}
+	if opts.Params == "" {
+		opts.Params = "form"
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 2
+	}
+	if opts.RetryInitial <= 0 {
+		opts.RetryInitial = time.Second
+	}
+	if opts.RetryMax < opts.RetryInitial {
+		opts.RetryMax = max(30*time.Second, opts.RetryInitial)
+	}
+	if opts.MaxErrorAttempts <= 0 {
+		opts.MaxErrorAttempts = 5
+	}
+	if opts.DateFormat == "" {
+		opts.DateFormat = "yyyy-MM-dd HH:mm:ss"
+	}
+	layout, err := javaLayout(opts.DateFormat)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Location == nil {
+		if opts.Location, err = time.LoadLocation("Asia/Shanghai"); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	u := &Uploader{q: q, tokens: tokens, client: client, opts: opts, layout: layout, log: opts.Logger}
+	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand)
+	return u, nil
+}
+
+// NewHTTPClient builds the platform client: per-request timeout, proxies
+// from the environment, extra roots from caFile, keep-alive sized to the
+// workers, and redirects not followed (the query string carries the token).
+func NewHTTPClient(timeout time.Duration, caFile string, concurrency int) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = concurrency + 1
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate in it", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}
+
+// Stats returns the attempt counters.
+func (u *Uploader) Stats() Stats {
+	return Stats{Delivered: u.delivered.Load(), Dead: u.dead.Load(), Transient: u.transient.Load(),
+		Counted: u.counted.Load(), BadToken: u.badToken.Load()}
+}
+
+// Healthy reports whether the last attempt reached the platform.
+func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
+
+// Run uploads until ctx ends. Records in flight when ctx ends stay pending;
+// deliveries already answered are committed before Run returns.
+func (u *Uploader) Run(ctx context.Context) error {
+	jobs := make(chan queue.Record)
+	acks := make(chan uint64, 1024)
+	var workers sync.WaitGroup
+	for range u.opts.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for r := range jobs {
+				u.deliver(ctx, r, acks)
+			}
+		}()
+	}
+	ackDone := make(chan struct{})
+	go u.ackLoop(acks, ackDone)
+
+	err := u.dispatch(ctx, jobs)
+	close(jobs)
+	workers.Wait()
+	close(acks)
+	<-ackDone
+	return err
+}
+
+// dispatch streams pending records, oldest first, to the workers. The cursor
+// only moves forward: a record is handed out once per Run.
+func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error {
+	var cursor uint64
+	for {
+		recs, err := u.q.Pending(cursor, 64)
+		if err != nil {
+			u.log.Error("reading the queue failed", "err", err.Error())
+			select {
+			case <-time.After(time.Second):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if len(recs) == 0 {
+			select {
+			case <-u.q.Wake():
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		for _, r := range recs {
+			select {
+			case jobs <- r:
+				cursor = r.ID
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// ackLoop deletes delivered records, as many per commit as have arrived.
+func (u *Uploader) ackLoop(acks <-chan uint64, done chan<- struct{}) {
+	defer close(done)
+	for id := range acks {
+		ids := []uint64{id}
+	more:
+		for {
+			select {
+			case id, ok := <-acks:
+				if !ok {
+					break more
+				}
+				ids = append(ids, id)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := u.q.Deliver(ctx, ids...); err != nil {
+			u.log.Error("could not remove delivered records from the queue; they will be uploaded again", "count", len(ids), "err", err.Error())
+		}
+		cancel()
+	}
+}
+
+// deliver works on one record until it is delivered, dead, or ctx ends.
+func (u *Uploader) deliver(ctx context.Context, r queue.Record, acks chan<- uint64) {
+	log := u.log.With("record", r.ID)
+	for ctx.Err() == nil {
+		probe, err := u.gate.acquire(ctx)
+		if err != nil {
+			return
+		}
+		res := u.attempt(ctx, r, log)
+		if ctx.Err() != nil && res.Outcome == Transient {
+			return // shutting down: the record stays pending
+		}
+		reason := u.opts.Redactor.String(res.Reason)
+		switch res.Outcome {
+		case Delivered:
+			u.delivered.Add(1)
+			u.healthy()
+			acks <- r.ID
+			return
+		case Dead:
+			u.dead.Add(1)
+			u.healthy()
+			u.kill(r, reason, log)
+			return
+		case Counted:
+			u.counted.Add(1)
+			u.healthy()
+			r.Attempts++
+			if r.Attempts >= u.opts.MaxErrorAttempts {
+				u.kill(r, fmt.Sprintf("%s (after %d attempts)", reason, r.Attempts), log)
+				return
+			}
+			wait := u.gate.backoff(r.Attempts)
+			u.note(r, reason, u.opts.Now().Add(wait), log)
+			log.Warn("platform answered with an error; will retry", "attempt", r.Attempts, "reason", reason)
+			if !sleep(ctx, wait) {
+				return
+			}
+		default: // Transient, or a token the platform kept refusing
+			u.transient.Add(1)
+			if u.gate.failure(probe, res.RetryAfter) {
+				u.log.Warn("platform unreachable; scans are kept in the queue and retried", "reason", reason)
+			}
+			u.note(r, reason, u.gate.nextTry(), log)
+		}
+	}
+}
+
+func (u *Uploader) healthy() {
+	if u.gate.success() {
+		u.log.Info("platform reachable again; uploading the backlog")
+	}
+}
+
+func (u *Uploader) kill(r queue.Record, reason string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := u.q.Kill(ctx, r.ID, reason); err != nil {
+		log.Error("could not move the record to dead", "err", err.Error())
+		return
+	}
+	log.Error("platform refused the record; moved to dead (see `scanagent queue list --dead`)", "reason", reason)
+}
+
+func (u *Uploader) note(r queue.Record, reason string, next time.Time, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := u.q.Note(ctx, r.ID, r.Attempts, reason, next); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		log.Warn("could not record the failed attempt", "err", err.Error())
+	}
+}
+
+// attempt sends the record once, re-fetching the token once if the platform
+// says it is bad.
+func (u *Uploader) attempt(ctx context.Context, r queue.Record, log *slog.Logger) Result {
+	for try := 0; ; try++ {
+		tok, err := u.tokens.Token(ctx)
+		if err != nil {
+			return Result{Outcome: Transient, Reason: "no access token: " + err.Error()}
+		}
+		res := u.send(ctx, r, tok)
+		if res.Outcome != BadToken {
+			return res
+		}
+		u.badToken.Add(1)
+		u.tokens.Invalidate(tok)
+		if try == 1 {
+			log.Warn("the platform refused a freshly fetched token; check [platform] client_id and the clock", "reason", res.Reason)
+			return Result{Outcome: Transient, Reason: "token refused twice: " + res.Reason}
+		}
+	}
+}
+
+// send makes one POST to scanrecord.jhtm.
+func (u *Uploader) send(ctx context.Context, r queue.Record, tok string) Result {
+	vals := url.Values{}
+	vals.Set("termName", r.TermName)
+	vals.Set("termSn", r.TermSn)
+	vals.Set("name", r.Name)
+	vals.Set("xgh", r.Xgh)
+	vals.Set("idCard", r.IDCard)
+	vals.Set("userType", r.UserType)
+	vals.Set("scanDate", r.ScanTime.In(u.opts.Location).Format(u.layout))
+	vals.Set("appId", u.opts.AppID)
+
+	target := u.opts.ScanURL + "?access_token=" + url.QueryEscape(tok)
+	var body io.Reader
+	if u.opts.Params == "query" {
+		target += "&" + vals.Encode()
+	} else {
+		body = strings.NewReader(vals.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, body)
+	if err != nil {
+		return Result{Outcome: Dead, Reason: "cannot build the request: " + err.Error()}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return Result{Outcome: Transient, Reason: u.opts.Redactor.Error(err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return Result{Outcome: Transient, Reason: "reading the answer: " + u.opts.Redactor.Error(err)}
+	}
+	return Classify(resp.StatusCode, resp.Header, raw, u.opts.Now())
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
