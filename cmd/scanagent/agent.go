@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"scanagent/internal/admin"
+	"scanagent/internal/config"
+	"scanagent/internal/crypto"
+	"scanagent/internal/logfile"
+	"scanagent/internal/queue"
+	"scanagent/internal/reader"
+	"scanagent/internal/redact"
+	"scanagent/internal/upload"
+)
+
+const queueFile = "queue.db"
+
+// agent is the running system: queue, readers, uploader and admin server,
+// wired from a validated configuration.
+type agent struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	q       *queue.Queue
+	tokens  *upload.TokenSource
+	up      *upload.Uploader
+	readers []*reader.Reader
+	admin   *admin.Server
+}
+
+// newLogger builds the agent's logger: text lines to w at the configured
+// level. Secrets are kept out by the components (see internal/redact).
+func newLogger(w io.Writer, level string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: levelOf(level)}))
+}
+
+// levelOf maps log_level (validated by config) to a slog level.
+func levelOf(level string) slog.Level {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return slog.LevelInfo
+	}
+	return lv
+}
+
+// openLog returns where the agent logs: log_file when set, else fallback.
+func openLog(cfg *config.Config, fallback io.Writer) (io.Writer, func(), error) {
+	if cfg.Agent.LogFile == "" {
+		return fallback, func() {}, nil
+	}
+	lf, err := logfile.Open(cfg.Agent.LogFile, 0, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lf, func() { lf.Close() }, nil
+}
+
+// newAgent opens the queue and builds every component. now is the clock
+// (nil = time.Now).
+func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agent, error) {
+	if now == nil {
+		now = time.Now
+	}
+	secret, err := cfg.ClientSecret()
+	if err != nil {
+		return nil, err
+	}
+	red := redact.New(secret)
+	ci, err := crypto.New(cfg.Platform.AppID, crypto.Options{Mode: cfg.Crypto.Mode, Encoding: cfg.Crypto.Encoding, IV: cfg.Crypto.IV})
+	if err != nil {
+		return nil, fmt.Errorf("[crypto]: %w", err)
+	}
+	loc, err := time.LoadLocation(cfg.Upload.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("[upload] timezone: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Agent.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	dbPath := filepath.Join(cfg.Agent.DataDir, queueFile)
+	q, moved, err := queue.OpenOrQuarantine(dbPath, queue.Options{
+		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if moved != "" {
+		log.Error("the queue database was damaged: it was moved aside and a fresh, empty queue started; "+
+			"scans in the old file were NOT uploaded — keep the file and report it", "moved_to", moved)
+	}
+	a := &agent{cfg: cfg, log: log, q: q}
+	ok := false
+	defer func() {
+		if !ok {
+			q.Close()
+		}
+	}()
+
+	client, err := upload.NewHTTPClient(cfg.Platform.Timeout.Duration, cfg.Platform.CAFile, cfg.Upload.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(cfg.Platform.BaseURL, "/")
+	a.tokens = upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{
+		RefreshBefore: cfg.Platform.TokenRefreshBefore.Duration, Logger: log.With("component", "token"), Redactor: red, Now: now,
+	})
+	a.up, err = upload.New(q, a.tokens, client, upload.Options{
+		ScanURL: base + cfg.Platform.ScanPath, AppID: cfg.Platform.AppID, Params: cfg.Platform.Params,
+		Concurrency: cfg.Upload.Concurrency, RetryInitial: cfg.Upload.RetryInitial.Duration, RetryMax: cfg.Upload.RetryMax.Duration,
+		MaxErrorAttempts: cfg.Upload.MaxErrorAttempts, DateFormat: cfg.Upload.DateFormat, Location: loc,
+		Logger: log.With("component", "upload"), Redactor: red, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("[upload]: %w", err)
+	}
+	for _, rc := range cfg.Readers {
+		r, err := reader.New(rc, q, reader.Options{
+			Logger: log, Now: now, Encrypt: ci.Encrypt, DedupeWindow: cfg.Queue.DedupeWindow.Duration,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reader %s: %w", rc.Name, err)
+		}
+		a.readers = append(a.readers, r)
+	}
+	if cfg.Agent.AdminListen != "" {
+		a.admin, err = admin.New(cfg.Agent.AdminListen, a.health)
+		if err != nil {
+			return nil, fmt.Errorf("admin_listen %s: %w", cfg.Agent.AdminListen, err)
+		}
+	}
+	ok = true
+	return a, nil
+}
+
+// health is the /healthz summary.
+func (a *agent) health() admin.Health {
+	h := admin.Health{OK: true, Platform: "reachable", Readers: map[string]bool{}}
+	if !a.up.Healthy() {
+		h.Platform = "failing"
+	}
+	for i, r := range a.readers {
+		h.Readers[a.cfg.Readers[i].Name] = r.Connected()
+	}
+	s, err := a.q.Stats()
+	if err != nil {
+		h.OK = false
+		h.Problems = append(h.Problems, "queue: "+err.Error())
+	}
+	h.Pending, h.Dead = s.Pending, s.Dead
+	return h
+}
+
+// run runs every component until ctx ends, then stops the readers first (no
+// new scans), the uploader (in-flight records stay pending), the admin
+// server, and closes the queue.
+func (a *agent) run(ctx context.Context) error {
+	a.log.Info("scanagent started", "version", version, "readers", len(a.readers), "queue", a.q.Path(),
+		"platform", a.cfg.Platform.BaseURL)
+	var readers, others sync.WaitGroup
+	for _, r := range a.readers {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			if err := r.Run(ctx); err != nil {
+				a.log.Error("reader stopped", "err", err.Error())
+			}
+		}()
+	}
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		if err := a.up.Run(ctx); err != nil {
+			a.log.Error("uploader stopped", "err", err.Error())
+		}
+	}()
+	var adminErr error
+	if a.admin != nil {
+		others.Add(1)
+		go func() {
+			defer others.Done()
+			adminErr = a.admin.Run(ctx)
+		}()
+	}
+	<-ctx.Done()
+	readers.Wait()
+	others.Wait()
+	err := a.q.Close()
+	a.log.Info("scanagent stopped")
+	return errors.Join(err, adminErr)
+}
+
+// close releases what newAgent opened, for an agent that never ran.
+func (a *agent) close() error { return a.q.Close() }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+)
+
+// Stamped at build time with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+type versionCmd struct{}
+
+func (c *versionCmd) Run(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet("version")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
+	}
+	cm, d := commit, date
+	if bi, ok := debug.ReadBuildInfo(); ok && cm == "" {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				cm = s.Value
+			case "vcs.time":
+				d = s.Value
+			}
+		}
+	}
+	if cm == "" {
+		cm = "unknown"
+	}
+	if d == "" {
+		d = "unknown"
+	}
+	fmt.Fprintf(e.stdout, "scanagent %s\ncommit:  %s\nbuilt:   %s\ngo:      %s\nos/arch: %s/%s\n",
+		version, cm, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("scanagent "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseFlags parses args; a flag error is a usage error and -h prints the
+// flags to stdout.
+func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return exitError{0}
+	}
+	if err != nil {
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	return nil
+}

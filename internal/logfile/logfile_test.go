@@ -1,0 +1,35 @@
+package logfile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRotates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logs", "scanagent.log")
+	lf, err := Open(path, 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", 39) + "\n"
+	for range 10 {
+		if _, err := lf.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lf.Close()
+	for _, p := range []string{path, path + ".1", path + ".2"} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Size() > 100 || fi.Size() == 0 {
+			t.Fatalf("%s: %v, %v; want a file of at most 100 bytes", p, fi, err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, fi.Mode().Perm())
+		}
+	}
+	if _, err := os.Stat(path + ".3"); !os.IsNotExist(err) {
+		t.Fatalf("%s.3 exists; want only 2 kept", path)
+	}
+}
