@@ -1,0 +1,217 @@
+package reader
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"scanagent/internal/config"
+)
+
+// checkFrames checks what every framer promises: nothing longer than
+// max_frame, no empty frame, no terminator inside an accepted frame.
+func checkFrames(t *testing.T, fs []frame, max int, terminators string) {
+	t.Helper()
+	for _, f := range fs {
+		if len(f.data) > max {
+			t.Fatalf("frame of %d bytes, max_frame %d", len(f.data), max)
+		}
+		if f.reason == "" && len(f.data) == 0 {
+			t.Fatal("empty frame emitted")
+		}
+		if f.reason == "" && bytes.ContainsAny(f.data, terminators) {
+			t.Fatalf("frame %q holds a terminator", f.data)
+		}
+	}
+}
+
+// fuzzChunked feeds data whole, byte by byte and in chunks cut where data
+// holds cut, and checks that the frames are the same.
+func fuzzChunked(t *testing.T, kind string, data []byte, max uint16, cut byte, terminators string) {
+	m := int(max%600) + 1
+	now := time.Now()
+	whole := mustFramer(t, kind, m, time.Second)
+	want := whole.Feed(data, now)
+	checkFrames(t, want, m, terminators)
+
+	bytewise := mustFramer(t, kind, m, time.Second)
+	var got []frame
+	for i := range data {
+		got = append(got, bytewise.Feed(data[i:i+1], now)...)
+	}
+	if show(got) != show(want) {
+		t.Fatalf("byte by byte: %q, whole: %q", show(got), show(want))
+	}
+
+	chunked := mustFramer(t, kind, m, time.Second)
+	got = nil
+	for _, c := range bytes.SplitAfter(data, []byte{cut}) {
+		got = append(got, chunked.Feed(c, now)...)
+	}
+	if show(got) != show(want) {
+		t.Fatalf("in chunks: %q, whole: %q", show(got), show(want))
+	}
+}
+
+func FuzzLineFramer(f *testing.F) {
+	f.Add([]byte("2021001,张三,,1\r\n"), uint16(4096), byte(','))
+	f.Add([]byte("a\rb\nc\r\n\r\n"), uint16(1), byte('\n'))
+	f.Add([]byte("0123456789\n0\n"), uint16(4), byte('5'))
+	f.Fuzz(func(t *testing.T, data []byte, max uint16, cut byte) {
+		fuzzChunked(t, framingLine, data, max, cut, "\r\n")
+	})
+}
+
+func FuzzSTXETXFramer(f *testing.F) {
+	f.Add([]byte("\x020F002B5C1A62\x03"), uint16(12), byte('2'))
+	f.Add([]byte("x\x02ab\x02cd\x03\x03\x02"), uint16(1), byte('\x02'))
+	f.Add([]byte("\x021234567\x03\x02ok\x03"), uint16(4), byte('\x03'))
+	f.Fuzz(func(t *testing.T, data []byte, max uint16, cut byte) {
+		fuzzChunked(t, framingSTXETX, data, max, cut, "\x02\x03")
+	})
+}
+
+func FuzzIdleFramer(f *testing.F) {
+	f.Add([]byte("2021001,张三,,1"), []byte{0, 0, 0, 9, 0}, uint16(4096))
+	f.Add([]byte("abcdefgh"), []byte{1, 2, 3}, uint16(3))
+	f.Fuzz(func(t *testing.T, data, pauses []byte, max uint16) {
+		const gap = 10 * time.Millisecond
+		m := int(max%600) + 1
+		// Byte i arrives pauses[i] milliseconds after byte i-1; bytes
+		// arriving together are fed together to one framer and one by
+		// one to another.
+		t0 := time.Now()
+		at := make([]time.Time, len(data))
+		now := t0
+		for i := range data {
+			if i < len(pauses) {
+				now = now.Add(time.Duration(pauses[i]%25) * time.Millisecond)
+			}
+			at[i] = now
+		}
+		one := mustFramer(t, framingIdle, m, gap)
+		chunk := mustFramer(t, framingIdle, m, gap)
+		var got, want []frame
+		start := 0
+		for i := range data {
+			got = append(got, one.Expire(at[i])...)
+			got = append(got, one.Feed(data[i:i+1], at[i])...)
+			if i == len(data)-1 || !at[i+1].Equal(at[i]) {
+				want = append(want, chunk.Feed(data[start:i+1], at[i])...)
+				start = i + 1
+			}
+		}
+		end := now.Add(gap)
+		got = append(got, one.Expire(end)...)
+		want = append(want, chunk.Expire(end)...)
+		checkFrames(t, got, m, "")
+		if show(got) != show(want) {
+			t.Fatalf("one by one: %q, in chunks: %q", show(got), show(want))
+		}
+		if !one.Deadline().IsZero() || !chunk.Deadline().IsZero() {
+			t.Fatal("deadline set after the line fell silent")
+		}
+		// Every byte is in exactly one frame unless an over-long frame
+		// dropped its tail.
+		n := 0
+		dropped := false
+		for _, f := range got {
+			n += len(f.data)
+			dropped = dropped || f.reason != ""
+		}
+		if !dropped && n != len(data) {
+			t.Fatalf("frames hold %d bytes, %d were fed", n, len(data))
+		}
+	})
+}
+
+// checkDecoded checks what decodeFrame promises for any input.
+func checkDecoded(t *testing.T, s scan, reason string) {
+	t.Helper()
+	if reason != "" {
+		if s != (scan{}) {
+			t.Fatalf("rejected with reason %q but returned %+v", reason, s)
+		}
+		// A reason is stored and logged: it must not quote the frame.
+		if redact(reason) != reason {
+			t.Fatalf("reason %q holds a possible ID number", reason)
+		}
+		return
+	}
+	if s.Xgh == "" {
+		t.Fatal("accepted a scan without xgh")
+	}
+	for _, v := range []string{s.Xgh, s.Name, s.IDCard, s.UserType, s.Card} {
+		if !utf8.ValidString(v) || v != strings.TrimSpace(v) {
+			t.Fatalf("field %q is not trimmed UTF-8", v)
+		}
+	}
+}
+
+func fuzzDecoder(f *testing.F, cfg config.Reader, seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	d := mustDecoder(f, cfg)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		s, reason := decodeFrame(d, frame)
+		checkDecoded(t, s, reason)
+	})
+}
+
+func FuzzDelimitedDecoder(f *testing.F) {
+	cfg := config.DefaultReader()
+	fuzzDecoder(f, cfg, "2021001,张三,33010219900101123X,1", ",,,", "a,b", "\xff,1,2,3")
+}
+
+func FuzzJSONDecoder(f *testing.F) {
+	cfg := config.DefaultReader()
+	cfg.Decoder = "json"
+	cfg.Map = map[string]string{"学工号": "xgh", "sfz": "idCard", "skip": "-"}
+	fuzzDecoder(f, cfg, `{"学工号":2021001,"name":"张三","sfz":"33010219900101123X"}`, `{"xgh":[1]}`, `{"xgh":"1"} x`, `null`)
+}
+
+func FuzzRegexDecoder(f *testing.F) {
+	cfg := config.DefaultReader()
+	cfg.Decoder = "regex"
+	cfg.Pattern = `^(?P<xgh>\d*);(?P<name>[^;]*)(?:;(?P<idCard>.*))?$`
+	fuzzDecoder(f, cfg, "2021001;张三;33010219900101123X", ";x", "1;2;3;4")
+}
+
+func FuzzMaskIDNumbers(f *testing.F) {
+	f.Add([]byte("2021001,张三,33010219900101123X,1"))
+	f.Add([]byte("330102900101123"))
+	f.Add([]byte("12345678901234567890x"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := MaskIDNumbers(in)
+		if len(out) != len(in) {
+			t.Fatalf("length %d, want %d", len(out), len(in))
+		}
+		if !bytes.Equal(MaskIDNumbers(out), out) {
+			t.Fatal("not idempotent")
+		}
+		run := 0
+		for i, c := range out {
+			if c != in[i] && c != '*' {
+				t.Fatalf("byte %d changed to %q", i, c)
+			}
+			if c != in[i] && !isDigit(in[i]) && in[i] != 'X' && in[i] != 'x' {
+				t.Fatalf("masked %q at %d", in[i], i)
+			}
+			if isDigit(c) {
+				run++
+				if run >= minIDRun {
+					t.Fatalf("%d digits in a row left in %q", run, out)
+				}
+			} else {
+				run = 0
+			}
+		}
+		cut := maskCut(in)
+		if len(cut) > 0 && isDigit(cut[len(cut)-1]) {
+			t.Fatalf("maskCut left a trailing digit in %q", cut)
+		}
+	})
+}

@@ -1,0 +1,471 @@
+// Package reader reads scans from one serial device and stores them.
+//
+// A Reader owns one [[reader]] table: it opens the port (a device path, or
+// "usb:VID:PID[:SERIAL]" resolved at every connect), cuts the byte stream into
+// frames (line, stx-etx or idle framing), decodes each frame into a person
+// (delimited, json or regex), drops repeats of the same person within the
+// dedupe window, stamps the record with the terminal's name and serial number
+// and the time the frame completed, encrypts the ID number, hands the record
+// to the Store (which returns once it is durable) and only then writes the
+// ack_ok bytes back to the scanner; ack_fail when the frame was rejected or
+// could not be stored. A missing or unplugged port is retried every
+// RetryInterval, logged once per state change.
+//
+// Frames that do not decode are stored as rejections with their raw bytes,
+// after every run of digits that could be an ID number has been masked
+// (MaskIDNumbers). The plaintext ID number never reaches the Store, a log line
+// or an error: frame contents are logged only at debug level, masked.
+//
+// It does not upload, queue, retry storing, encrypt by itself (Options.Encrypt
+// does), or look people up from a roster (the "card" decoder is not
+// implemented here).
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.bug.st/serial"
+	"go.bug.st/serial/enumerator"
+
+	"scanagent/internal/config"
+	"scanagent/internal/queue"
+)
+
+const (
+	// readTimeout bounds each Read so that the loop notices cancellation
+	// (on Windows a Read may not return after Close: upstream issue 77).
+	readTimeout          = 200 * time.Millisecond
+	defaultRetryInterval = 2 * time.Second
+	readBufSize          = 1024
+	// rejectLogEvery limits warnings about rejected frames: garbage on the
+	// line would otherwise flood the log. Each one is counted in Stats.
+	rejectLogEvery = time.Minute
+	// maxRecent is the size above which expired debounce entries are pruned.
+	maxRecent = 256
+)
+
+// Log attribute keys.
+const (
+	keyReader  = "reader"
+	keyPort    = "port"
+	keyErr     = "err"
+	keyReason  = "reason"
+	keyFrame   = "frame"
+	keyRetry   = "retry_every"
+	keyID      = "id"
+	keyBytes   = "bytes"
+	keySkipped = "not_logged_since"
+)
+
+// Store keeps what the reader produces. Enqueue returns once the record is
+// durable and assigns its ID; Reject keeps a frame that did not decode.
+type Store interface {
+	Enqueue(ctx context.Context, r *queue.Record) error
+	Reject(ctx context.Context, rj *queue.Rejection) error
+}
+
+// Options are the optional dependencies and settings of a Reader, except
+// Encrypt, which is required. The zero value of every other field means its
+// default.
+type Options struct {
+	// Logger receives one line per state change and per failure; nil
+	// discards. It is narrowed with the reader's name.
+	Logger *slog.Logger
+	// Now stamps scans and drives the dedupe window; default time.Now.
+	Now func() time.Time
+	// Encrypt turns a plaintext ID number into the form sent to the
+	// platform. Required: the reader encrypts before anything is stored.
+	// It is not called for a scan that carries no ID number.
+	Encrypt func(plain string) (string, error)
+	// DedupeWindow is [queue] dedupe_window: a scan of the same xgh on this
+	// reader less than DedupeWindow after the previous one (stored or
+	// debounced) is acknowledged with ack_ok and not stored again. Zero or
+	// negative turns debouncing off.
+	DedupeWindow time.Duration
+	// RetryInterval is the delay before reopening a missing or lost port;
+	// default 2s.
+	RetryInterval time.Duration
+	// Open opens a serial port; default serial.Open.
+	Open func(path string, mode *serial.Mode) (serial.Port, error)
+}
+
+// Stats are a Reader's counters since it was created.
+type Stats struct {
+	Read        uint64 // frames cut from the stream, rejected ones included
+	Rejected    uint64 // frames refused by the framer or the decoder
+	Debounced   uint64 // repeats within the dedupe window, acked and not stored
+	Stored      uint64 // records the Store accepted
+	StoreFailed uint64 // scans that could not be encrypted or stored (ack_fail)
+}
+
+// Reader reads scans from one serial device. Build it with New and run it
+// with Run.
+type Reader struct {
+	cfg       config.Reader
+	store     Store
+	log       *slog.Logger
+	now       func() time.Time
+	encrypt   func(string) (string, error)
+	dedupe    time.Duration
+	retry     time.Duration
+	open      func(string, *serial.Mode) (serial.Port, error)
+	listPorts func() ([]*enumerator.PortDetails, error)
+
+	mode    serial.Mode
+	usb     *usbSpec // nil when cfg.Port is a device path
+	framer  framer
+	decoder decoder
+	ackOK   []byte
+	ackFail []byte
+
+	running   atomic.Bool
+	connected atomic.Bool
+
+	read, rejected, debounced, stored, storeFailed atomic.Uint64
+
+	// Owned by the goroutine in Run.
+	recent        map[string]time.Time // xgh → last scan, for debouncing
+	lastRejectLog time.Time
+	rejectsQuiet  int // rejections not logged since lastRejectLog
+}
+
+// New checks the reader's configuration (line settings, port, framing,
+// decoder, ack bytes) and returns a Reader that stores into store. Its errors
+// name the offending key; the caller adds which [[reader]] it was.
+func New(cfg config.Reader, store Store, opts Options) (*Reader, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("name is empty: give each [[reader]] a name")
+	}
+	if cfg.Port == "" {
+		return nil, errors.New("port is empty: set it to the device, e.g. \"/dev/ttyUSB0\", \"COM3\" or \"usb:VID:PID\"")
+	}
+	if store == nil {
+		return nil, errors.New("no store")
+	}
+	if opts.Encrypt == nil {
+		return nil, errors.New("no Encrypt function: the ID number must be encrypted before it is stored")
+	}
+	r := &Reader{
+		cfg:       cfg,
+		store:     store,
+		log:       opts.Logger,
+		now:       opts.Now,
+		encrypt:   opts.Encrypt,
+		dedupe:    opts.DedupeWindow,
+		retry:     opts.RetryInterval,
+		open:      opts.Open,
+		listPorts: func() ([]*enumerator.PortDetails, error) { return enumerator.GetDetailedPortsList() },
+		recent:    map[string]time.Time{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.log = r.log.With(keyReader, cfg.Name)
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.retry <= 0 {
+		r.retry = defaultRetryInterval
+	}
+	if r.open == nil {
+		r.open = serial.Open
+	}
+	mode, err := serialMode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.mode = *mode
+	spec, isUSB, err := parseUSBSpec(cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	if isUSB {
+		r.usb = &spec
+	}
+	if r.framer, err = newFramer(cfg.Framing, cfg.MaxFrame, cfg.IdleGap.Duration); err != nil {
+		return nil, err
+	}
+	if r.decoder, err = newDecoder(cfg); err != nil {
+		return nil, err
+	}
+	if r.ackOK, err = parseHexBytes("ack_ok", cfg.AckOK); err != nil {
+		return nil, err
+	}
+	if r.ackFail, err = parseHexBytes("ack_fail", cfg.AckFail); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Name is the reader's configured name.
+func (r *Reader) Name() string { return r.cfg.Name }
+
+// Connected reports whether the port is open.
+func (r *Reader) Connected() bool { return r.connected.Load() }
+
+// Stats returns the counters.
+func (r *Reader) Stats() Stats {
+	return Stats{
+		Read:        r.read.Load(),
+		Rejected:    r.rejected.Load(),
+		Debounced:   r.debounced.Load(),
+		Stored:      r.stored.Load(),
+		StoreFailed: r.storeFailed.Load(),
+	}
+}
+
+// Link states, for logging once per change.
+type linkState int
+
+const (
+	linkStarting linkState = iota
+	linkUnavailable
+	linkLost
+)
+
+// Run opens the port, reads and stores scans, and reopens the port after
+// any error, until ctx ends; then it closes the port and returns nil. It
+// starts no goroutines. A Reader runs once at a time.
+func (r *Reader) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("reader %q: already running", r.cfg.Name)
+	}
+	defer r.running.Store(false)
+
+	state, lastErr := linkStarting, ""
+	for ctx.Err() == nil {
+		port, path, err := r.openPort()
+		if err != nil {
+			msg := redact(err.Error())
+			switch {
+			case state == linkStarting:
+				r.log.Warn("serial port unavailable; retrying", keyPort, r.cfg.Port, keyErr, msg, keyRetry, r.retry.String())
+			case state == linkLost && lastErr == "":
+				// The disconnect was logged; the port being gone is its
+				// usual consequence.
+				r.log.Debug("serial port still unavailable", keyErr, msg)
+			case msg != lastErr:
+				r.log.Warn("serial port still unavailable", keyPort, r.cfg.Port, keyErr, msg)
+			default:
+				r.log.Debug("serial port still unavailable", keyErr, msg)
+			}
+			if state == linkStarting {
+				state = linkUnavailable
+			}
+			lastErr = msg
+			if !sleep(ctx, r.retry) {
+				break
+			}
+			continue
+		}
+
+		r.connected.Store(true)
+		r.log.Info("serial port connected", keyPort, path)
+		err = r.serve(ctx, port)
+		_ = port.Close()
+		r.connected.Store(false)
+		r.framer.Reset()
+		if ctx.Err() != nil {
+			break
+		}
+		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact(err.Error()), keyRetry, r.retry.String())
+		state, lastErr = linkLost, ""
+		if !sleep(ctx, r.retry) {
+			break
+		}
+	}
+	r.log.Debug("reader stopped")
+	return nil
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// openPort resolves and opens the port. The path is returned for logging.
+func (r *Reader) openPort() (serial.Port, string, error) {
+	path := r.cfg.Port
+	if r.usb != nil {
+		ports, err := r.listPorts()
+		if err != nil {
+			return nil, "", fmt.Errorf("list serial ports: %w", err)
+		}
+		if path, err = r.usb.resolve(ports); err != nil {
+			return nil, "", err
+		}
+	}
+	mode := r.mode
+	p, err := r.open(path, &mode)
+	if err != nil {
+		return nil, path, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := p.SetReadTimeout(readTimeout); err != nil {
+		_ = p.Close()
+		return nil, path, fmt.Errorf("set read timeout on %s: %w", path, err)
+	}
+	return p, path, nil
+}
+
+// serve reads frames from port until a read fails or ctx ends.
+func (r *Reader) serve(ctx context.Context, port serial.Port) error {
+	buf := make([]byte, readBufSize)
+	timeout := readTimeout
+	for ctx.Err() == nil {
+		r.handle(ctx, port, r.framer.Expire(time.Now()))
+		want := readTimeout
+		if d := r.framer.Deadline(); !d.IsZero() {
+			want = min(want, max(time.Until(d), time.Millisecond))
+		}
+		if want != timeout {
+			if err := port.SetReadTimeout(want); err != nil {
+				return fmt.Errorf("set read timeout: %w", err)
+			}
+			timeout = want
+		}
+		n, err := port.Read(buf)
+		if n > 0 {
+			r.handle(ctx, port, r.framer.Feed(buf[:n], time.Now()))
+		}
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+	return nil
+}
+
+// handle decodes, debounces, stores and acknowledges complete frames.
+func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
+	for _, f := range frames {
+		r.read.Add(1)
+		at := r.now()
+		if r.log.Enabled(ctx, slog.LevelDebug) {
+			r.log.Debug("frame", keyBytes, len(f.data), keyFrame, string(f.masked()))
+		}
+		if f.reason != "" {
+			r.reject(ctx, port, f.masked(), f.reason, at)
+			continue
+		}
+		s, reason := decodeFrame(r.decoder, f.data)
+		if reason != "" {
+			r.reject(ctx, port, f.masked(), reason, at)
+			continue
+		}
+		r.accept(ctx, port, s, at)
+	}
+}
+
+// reject stores a refused frame; masked is its content with possible ID
+// numbers hidden.
+func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, reason string, at time.Time) {
+	r.rejected.Add(1)
+	rj := &queue.Rejection{
+		Reader: r.cfg.Name,
+		Raw:    masked,
+		Reason: reason,
+		Time:   at,
+	}
+	if err := r.store.Reject(ctx, rj); err != nil && ctx.Err() == nil {
+		r.log.Warn("could not store a rejected frame", keyErr, redact(err.Error()))
+	}
+	if r.lastRejectLog.IsZero() || at.Sub(r.lastRejectLog) >= rejectLogEvery || at.Before(r.lastRejectLog) {
+		r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
+		r.lastRejectLog, r.rejectsQuiet = at, 0
+	} else {
+		r.rejectsQuiet++
+		r.log.Debug("frame rejected", keyReason, reason)
+	}
+	r.ack(port, r.ackFail)
+}
+
+func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.Time) {
+	if r.dedupe > 0 {
+		if last, ok := r.recent[s.Xgh]; ok {
+			if d := at.Sub(last); d >= 0 && d < r.dedupe {
+				r.recent[s.Xgh] = at
+				r.debounced.Add(1)
+				r.log.Debug("repeat scan debounced")
+				r.ack(port, r.ackOK)
+				return
+			}
+		}
+	}
+
+	rec := &queue.Record{
+		Reader:   r.cfg.Name,
+		TermName: r.cfg.TermName,
+		TermSn:   r.cfg.TermSn,
+		Xgh:      s.Xgh,
+		Name:     s.Name,
+		UserType: s.UserType,
+		ScanTime: at,
+	}
+	if rec.UserType == "" {
+		rec.UserType = r.cfg.UserType
+	}
+	if s.IDCard != "" {
+		// GB 11643 writes the check character as a capital X; some readers
+		// print it in lower case.
+		enc, err := r.encrypt(strings.ToUpper(s.IDCard))
+		if err != nil {
+			r.storeFailed.Add(1)
+			r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact(err.Error()))
+			r.ack(port, r.ackFail)
+			return
+		}
+		rec.IDCard = enc
+	}
+	if err := r.store.Enqueue(ctx, rec); err != nil {
+		r.storeFailed.Add(1)
+		if ctx.Err() != nil {
+			r.log.Warn("scan not stored: stopping", keyErr, redact(err.Error()))
+		} else {
+			r.log.Error("scan not stored", keyErr, redact(err.Error()))
+		}
+		r.ack(port, r.ackFail)
+		return
+	}
+	r.stored.Add(1)
+	r.remember(s.Xgh, at)
+	r.log.Debug("scan stored", keyID, rec.ID)
+	r.ack(port, r.ackOK)
+}
+
+// remember notes a stored scan for debouncing and forgets expired ones.
+func (r *Reader) remember(xgh string, at time.Time) {
+	if r.dedupe <= 0 {
+		return
+	}
+	if len(r.recent) >= maxRecent {
+		for k, t := range r.recent {
+			if d := at.Sub(t); d < 0 || d >= r.dedupe {
+				delete(r.recent, k)
+			}
+		}
+	}
+	r.recent[xgh] = at
+}
+
+// ack writes ack bytes to the scanner. A failed write is left to the next
+// read to notice (it will fail too if the device is gone).
+func (r *Reader) ack(port serial.Port, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if _, err := port.Write(b); err != nil {
+		r.log.Debug("could not write ack bytes", keyErr, redact(err.Error()))
+	}
+}
