@@ -2,6 +2,14 @@
 // structs, their defaults, loading from TOML and validation that reports every
 // problem with its key and position. It builds no components and opens no
 // ports or files other than the ones it validates.
+//
+// [Load] and [Parse] start from [Default] (and each [[reader]] from
+// [DefaultReader]), refuse unknown keys with a "did you mean" hint, resolve
+// relative paths against the configuration file's directory, and run
+// [Config.Validate]; every problem comes back at once as [Problems], printed
+// as PATH:LINE:COL: key: message. Keys are named as the user writes them:
+// "[platform] app_id", "reader[2].baud" (readers counted from 1).
+// [Example] is the annotated example file (config.example.toml).
 package config
 
 import (
@@ -33,6 +41,10 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 type Config struct {
 	// Path is the file the configuration was read from ("" for Default()).
 	Path string `toml:"-"`
+
+	// src holds where each key is written, for the positions of problems
+	// found by Validate; nil when not parsed from a file.
+	src *source
 
 	Agent    Agent    `toml:"agent"`
 	Platform Platform `toml:"platform"`
@@ -90,6 +102,11 @@ type Queue struct {
 }
 
 // Reader is one [[reader]] table.
+//
+// Map renames the keys of the json decoder's objects: each key is a name the
+// scanner's JSON uses, its value one of FieldNames, or "-" to ignore that
+// key ([reader.map] "学工号" = "xgh"). JSON keys named like a field need no
+// entry.
 type Reader struct {
 	Name      string            `toml:"name"`
 	Port      string            `toml:"port"`
