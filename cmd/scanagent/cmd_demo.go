@@ -56,8 +56,10 @@ func (c *demoCmd) Run(ctx context.Context, e *env, args []string) error {
 type demoOptions struct {
 	Scans    int
 	Interval time.Duration
-	OutageAt int           // scan number at which the platform goes down
-	Outage   time.Duration // how long it stays down
+	OutageAt int              // scan number at which the platform goes down
+	Outage   time.Duration    // how long it stays down
+	Faults   []devserver.Mode // what the platform does during the outage, in equal turns; nil = down
+	RetryMax time.Duration    // the agent's retry_max; 0 = 2s
 	Out      io.Writer
 	Live     bool // redraw one progress line (a terminal) instead of printing lines
 	Verbose  bool
@@ -70,6 +72,7 @@ func defaultDemo() demoOptions {
 // tally is the demo's verdict.
 type tally struct {
 	Scanned, Stored, Delivered, Duplicates, Dead, Wrong int
+	TokenFetches                                        int
 }
 
 func (t tally) ok(scans int) bool {
@@ -141,6 +144,10 @@ func runDemo(ctx context.Context, o demoOptions) (tally, error) {
 	cfg.Platform.Timeout = config.Duration{Duration: 2 * time.Second}
 	cfg.Upload.RetryInitial = config.Duration{Duration: 200 * time.Millisecond}
 	cfg.Upload.RetryMax = config.Duration{Duration: 2 * time.Second}
+	if o.RetryMax > 0 {
+		cfg.Upload.RetryInitial.Duration = min(cfg.Upload.RetryInitial.Duration, o.RetryMax)
+		cfg.Upload.RetryMax.Duration = o.RetryMax
+	}
 	rc := config.DefaultReader()
 	rc.Name, rc.Port, rc.TermName, rc.TermSn = "demo-gate", slave.Name(), "演示食堂 1 号机", "DEMO-0001"
 	rc.AckOK, rc.AckFail = "06", "15"
@@ -210,14 +217,24 @@ func runDemo(ctx context.Context, o demoOptions) (tally, error) {
 
 	for i := range o.Scans {
 		if i == o.OutageAt && o.Outage > 0 {
-			srv.SetMode(devserver.ModeDown)
 			outage.Store(true)
-			out.printf("demo: platform DOWN for %s (scans are kept in the queue)\n", o.Outage)
-			time.AfterFunc(o.Outage, func() {
+			faults := o.Faults
+			if len(faults) == 0 {
+				faults = []devserver.Mode{devserver.ModeDown}
+			}
+			go func() {
+				step := o.Outage / time.Duration(len(faults))
+				for _, m := range faults {
+					srv.SetMode(m)
+					out.printf("demo: platform %s for %s (scans are kept in the queue)\n", strings.ToUpper(m.String()), step)
+					if !sleepCtx(ctx, step) {
+						break
+					}
+				}
 				srv.SetMode(devserver.ModeOK)
 				outage.Store(false)
 				out.printf("demo: platform back up\n")
-			})
+			}()
 		}
 		p := demoPerson(i)
 		frame := p.xgh + "," + p.name + "," + p.id + "," + p.userType + "\r\n"
@@ -271,6 +288,7 @@ func runDemo(ctx context.Context, o demoOptions) (tally, error) {
 		}
 	}
 	s := srv.Stats()
+	t.TokenFetches = s.TokenFetches
 	verdict := "OK: every scan arrived exactly once"
 	if !t.ok(o.Scans) {
 		verdict = "FAILED: not every scan arrived exactly once"
@@ -308,11 +326,12 @@ func presentCard(ctx context.Context, port io.Writer, acks <-chan byte, frame st
 
 // demoOut serialises the demo's lines, the agent's log and the progress line.
 type demoOut struct {
-	mu   sync.Mutex
-	w    io.Writer
-	live bool
-	last string
-	at   time.Time
+	mu      sync.Mutex
+	w       io.Writer
+	live    bool
+	last    string    // the current progress line
+	printed string    // the last one printed (not live)
+	at      time.Time // when it was printed
 }
 
 func (d *demoOut) Write(p []byte) (int, error) {
@@ -335,22 +354,26 @@ func (d *demoOut) printf(format string, a ...any) {
 func (d *demoOut) progress(line string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.last = line
 	if d.live {
-		d.last = line
 		fmt.Fprint(d.w, "\r\033[K"+line)
 		return
 	}
-	if time.Since(d.at) >= 2*time.Second && line != d.last {
-		d.at, d.last = time.Now(), line
+	// Not a terminal: a line every two seconds, not a redraw.
+	if time.Since(d.at) >= 2*time.Second && line != d.printed {
+		d.at, d.printed = time.Now(), line
 		fmt.Fprintln(d.w, line)
 	}
 }
 
+// progressDone ends the progress line, printing the final state.
 func (d *demoOut) progressDone() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.live && d.last != "" {
 		fmt.Fprintln(d.w)
+	} else if !d.live && d.last != d.printed {
+		fmt.Fprintln(d.w, d.last)
 	}
 	d.last = ""
 }
