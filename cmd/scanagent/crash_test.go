@@ -268,3 +268,76 @@ func assertNoLeaks(t *testing.T, roots []string, people []person, secrets ...str
 		})
 	}
 }
+
+// TestSigtermDuringBurst stops the agent with SIGTERM while a scanner is
+// pouring frames in: it exits within 5 s and every scan it acknowledged is in
+// the queue or at the platform.
+func TestSigtermDuringBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess test")
+	}
+	srv, err := devserver.New(devserver.Options{AppID: "01", ClientID: "demo-client", ClientSecret: "demo-secret", Latency: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	dir := t.TempDir()
+	dataDir, logPath := filepath.Join(dir, "data"), filepath.Join(dir, "agent.log")
+	cfg := strings.Replace(validConfig(t, dataDir, hs.URL, slave.Name()), "[agent]\n", fmt.Sprintf("[agent]\nlog_file = %q\n", logPath), 1)
+	cfgPath := writeFile(t, "config.toml", cfg)
+	a := &agentProc{t: t, cfgPath: cfgPath, logPath: logPath}
+	a.start()
+
+	acked := make(chan int, 1000)
+	go func() {
+		b := make([]byte, 64)
+		for {
+			n, err := master.Read(b)
+			for _, c := range b[:n] {
+				if c == 0x06 {
+					acked <- 1
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	const burst = 300
+	go func() {
+		for i := range burst {
+			p := demoPerson(i)
+			if _, err := master.Write([]byte(p.xgh + "," + p.name + "," + p.id + "," + p.userType + "\n")); err != nil {
+				return
+			}
+		}
+	}()
+	for len(acked) < burst/3 {
+		time.Sleep(time.Millisecond)
+	}
+	took, err := a.stop()
+	if err != nil || took > 5*time.Second {
+		t.Fatalf("SIGTERM mid-burst: exit after %v, %v; want a clean exit within 5 s; log:\n%s", took, err, a.log())
+	}
+	time.Sleep(20 * time.Millisecond) // the last ack bytes in the pty
+	nAcked := len(acked)
+
+	code, out, errs := runCLI(t, context.Background(), "-c", cfgPath, "queue", "stats", "--json")
+	var s queue.Stats
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil {
+		t.Fatalf("queue stats: exit %d, %q %q", code, out, errs)
+	}
+	// Frames are acknowledged in order, so the first nAcked people are
+	// each stored (pending) or delivered.
+	if got := int(s.Pending) + srv.Stats().Accepted; got < nAcked {
+		t.Fatalf("%d scans acknowledged, only %d pending or delivered", nAcked, got)
+	}
+	t.Logf("acknowledged %d of %d before SIGTERM; exit took %v; pending %d, delivered %d", nAcked, burst, took, s.Pending, srv.Stats().Accepted)
+}

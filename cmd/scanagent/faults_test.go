@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,5 +34,45 @@ func TestPlatformFaultCycle(t *testing.T) {
 	}
 	if tl.TokenFetches < 2 || tl.TokenFetches > 4 {
 		t.Fatalf("token fetches = %d; want 2 to 4 (the first, and one after expire-token)\n%s", tl.TokenFetches, out.String())
+	}
+}
+
+// TestClockJumps moves the agent's wall clock back by hours and forward by
+// weeks while scans arrive (an NTP correction on a terminal with no RTC):
+// nothing is lost or duplicated, and the jump past the token's expiry makes
+// the agent fetch a new one rather than fail.
+func TestClockJumps(t *testing.T) {
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Add(offset)
+	}
+	jump := func(d time.Duration) {
+		mu.Lock()
+		offset += d
+		mu.Unlock()
+	}
+	var out bytes.Buffer
+	o := demoOptions{Scans: 30, Interval: 20 * time.Millisecond, Out: &out, Now: clock}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, d := range []time.Duration{-5 * time.Hour, 3 * time.Hour, 15 * 24 * time.Hour, -2 * time.Hour} {
+			time.Sleep(120 * time.Millisecond)
+			jump(d)
+		}
+	}()
+	tl, err := runDemo(context.Background(), o)
+	<-done
+	if err != nil {
+		t.Fatalf("runDemo: %v\n%s", err, out.String())
+	}
+	if !tl.ok(o.Scans) {
+		t.Fatalf("tally %+v; want every scan exactly once\n%s", tl, out.String())
+	}
+	if tl.TokenFetches < 2 {
+		t.Fatalf("token fetches = %d; the jump past expiry should have refreshed it\n%s", tl.TokenFetches, out.String())
 	}
 }
