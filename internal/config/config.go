@@ -108,26 +108,29 @@ type Queue struct {
 // key ([reader.map] "学工号" = "xgh"). JSON keys named like a field need no
 // entry.
 type Reader struct {
-	Name      string            `toml:"name"`
-	Port      string            `toml:"port"`
-	Baud      int               `toml:"baud"`
-	DataBits  int               `toml:"data_bits"`
-	Parity    string            `toml:"parity"`
-	StopBits  string            `toml:"stop_bits"`
-	Framing   string            `toml:"framing"`
-	IdleGap   Duration          `toml:"idle_gap"`
-	MaxFrame  int               `toml:"max_frame"`
-	TermName  string            `toml:"term_name"`
-	TermSn    string            `toml:"term_sn"`
-	UserType  string            `toml:"user_type"`
-	Decoder   string            `toml:"decoder"`
-	Delimiter string            `toml:"delimiter"`
-	Fields    []string          `toml:"fields"`
-	Pattern   string            `toml:"pattern"`
-	Roster    string            `toml:"roster"`
-	Map       map[string]string `toml:"map"`
-	AckOK     string            `toml:"ack_ok"`
-	AckFail   string            `toml:"ack_fail"`
+	Name      string   `toml:"name"`
+	Port      string   `toml:"port"`
+	Baud      int      `toml:"baud"`
+	DataBits  int      `toml:"data_bits"`
+	Parity    string   `toml:"parity"`
+	StopBits  string   `toml:"stop_bits"`
+	Framing   string   `toml:"framing"`
+	IdleGap   Duration `toml:"idle_gap"`
+	MaxFrame  int      `toml:"max_frame"`
+	TermName  string   `toml:"term_name"`
+	TermSn    string   `toml:"term_sn"`
+	UserType  string   `toml:"user_type"`
+	Decoder   string   `toml:"decoder"`
+	Delimiter string   `toml:"delimiter"`
+	Fields    []string `toml:"fields"`
+	Pattern   string   `toml:"pattern"`
+	Roster    string   `toml:"roster"`
+	// CardFormat is the form card numbers are compared in by the card
+	// decoder: hex, dec10, w26 or auto (see config.example.toml).
+	CardFormat string            `toml:"card_format"`
+	Map        map[string]string `toml:"map"`
+	AckOK      string            `toml:"ack_ok"`
+	AckFail    string            `toml:"ack_fail"`
 }
 
 // Default returns the configuration with every default of SPEC §5 and no
@@ -167,15 +170,16 @@ func Default() Config {
 // loader starts each [[reader]] from it.
 func DefaultReader() Reader {
 	return Reader{
-		Baud:      9600,
-		DataBits:  8,
-		Parity:    "none",
-		StopBits:  "1",
-		Framing:   "line",
-		IdleGap:   Duration{50 * time.Millisecond},
-		MaxFrame:  4096,
-		Decoder:   "delimited",
-		Delimiter: ",",
-		Fields:    []string{"xgh", "name", "idCard", "userType"},
+		Baud:       9600,
+		DataBits:   8,
+		Parity:     "none",
+		StopBits:   "1",
+		Framing:    "line",
+		IdleGap:    Duration{50 * time.Millisecond},
+		MaxFrame:   4096,
+		Decoder:    "delimited",
+		Delimiter:  ",",
+		Fields:     []string{"xgh", "name", "idCard", "userType"},
+		CardFormat: "hex",
 	}
 }

@@ -251,6 +251,7 @@ func (v *validator) readers() {
 				v.add(at+"roster", "%v", err)
 			}
 		}
+		v.oneOf(at+"card_format", r.CardFormat, "hex", "dec10", "w26", "auto")
 		renamed := map[string]string{}
 		for _, k := range slices.Sorted(maps.Keys(r.Map)) {
 			f := r.Map[k]

@@ -130,6 +130,10 @@ func TestValidate(t *testing.T) {
 		{"card roster missing", func(c *Config) { c.Readers[0].Decoder, c.Readers[0].Roster = "card", missing }, "reader[1].roster", "does not exist"},
 		{"card roster dir", func(c *Config) { c.Readers[0].Decoder, c.Readers[0].Roster = "card", t.TempDir() }, "reader[1].roster", "not a regular file"},
 		{"card ok", func(c *Config) { c.Readers[0].Decoder, c.Readers[0].Roster = "card", roster }, "", ""},
+		{"card format", func(c *Config) { c.Readers[0].CardFormat = "8h10d" }, "reader[1].card_format", `is "8h10d"; use "hex", "dec10", "w26" or "auto"`},
+		{"card format w26", func(c *Config) {
+			c.Readers[0].Decoder, c.Readers[0].Roster, c.Readers[0].CardFormat = "card", roster, "w26"
+		}, "", ""},
 		{"map to unknown field", func(c *Config) { c.Readers[0].Map = map[string]string{"studentNo": "student"} }, "reader[1].map.studentNo", `is "student", not a field`},
 		{"map twice", func(c *Config) { c.Readers[0].Map = map[string]string{"a": "xgh", "b": "xgh"} }, "reader[1].map.b", `renames to "xgh", as "a" already does`},
 		{"map ok", func(c *Config) {

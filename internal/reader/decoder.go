@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"scanagent/internal/config"
@@ -54,7 +56,9 @@ type decoder interface {
 	Decode(frame []byte) (scan, error)
 }
 
-func newDecoder(cfg config.Reader) (decoder, error) {
+// newDecoder builds the decoder cfg names. log and now are for the card
+// decoder's roster reloads; nil means discard and time.Now.
+func newDecoder(cfg config.Reader, log *slog.Logger, now func() time.Time) (decoder, error) {
 	switch cfg.Decoder {
 	case "delimited":
 		return newDelimited(cfg.Delimiter, cfg.Fields)
@@ -63,9 +67,9 @@ func newDecoder(cfg config.Reader) (decoder, error) {
 	case "regex":
 		return newRegexDecoder(cfg.Pattern)
 	case "card":
-		return nil, errors.New(`decoder = "card": not supported by this version; use "delimited", "json" or "regex"`)
+		return newCardDecoder(cfg.Roster, cfg.CardFormat, cfg.Framing == framingSTXETX, log, now)
 	default:
-		return nil, fmt.Errorf("decoder = %q: want \"delimited\", \"json\" or \"regex\"", cfg.Decoder)
+		return nil, fmt.Errorf("decoder = %q: want \"delimited\", \"json\", \"regex\" or \"card\"", cfg.Decoder)
 	}
 }
 

@@ -2,6 +2,8 @@ package reader
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +216,54 @@ func FuzzMaskIDNumbers(f *testing.F) {
 			t.Fatalf("maskCut left a trailing digit in %q", cut)
 		}
 	})
+}
+
+func FuzzCardKey(f *testing.F) {
+	formats := []string{cardHex, cardDec10, cardW26, cardAuto}
+	for i, s := range []string{"0F002B5C1A", "0002841626", "043,23578", "0012AB34", "12ab34", "213,02000", "", "4294967296", "1FFFFFFFFFFFFFFFF"} {
+		f.Add(s, uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, s string, which uint8) {
+		format := formats[int(which)%len(formats)]
+		key, level, err := cardKey(s, format)
+		if err != nil {
+			if redact(err.Error()) != err.Error() {
+				t.Fatalf("reason %q holds a possible ID number", err)
+			}
+			return
+		}
+		if key == "" || level < levelW26 || level >= numLevels {
+			t.Fatalf("cardKey(%q, %s) = %q, %v", s, format, key, level)
+		}
+		// Case does not matter.
+		for _, v := range []string{strings.ToUpper(s), strings.ToLower(s)} {
+			if k, l, err := cardKey(v, format); err != nil || k != key || l != level {
+				t.Fatalf("cardKey(%q) = %q, %v, %v; cardKey(%q) = %q, %v", s, key, level, err, v, k, l)
+			}
+		}
+		if format == cardAuto {
+			return // a key may read differently (10 digits of hex are 8H10D)
+		}
+		// The key is its own canonical form.
+		if k, _, err := cardKey(key, format); err != nil || k != key {
+			t.Fatalf("cardKey(%q) = %q; cardKey of that = %q, %v", s, key, k, err)
+		}
+		// Leading zeros do not matter.
+		if t0 := strings.TrimSpace(s); !strings.Contains(t0, ",") {
+			if k, _, err := cardKey("0"+t0, format); err != nil || k != key {
+				t.Fatalf("cardKey(%q) = %q; with a leading zero %q, %v", s, key, k, err)
+			}
+		}
+	})
+}
+
+func FuzzCardDecoder(f *testing.F) {
+	roster := filepath.Join(f.TempDir(), "roster.csv")
+	body := "\ufeffcard,xgh,name,idCard,userType\n0012AB34,2021001,张三,33010219900101123X,1\n0F002B5C1A,2021002,李四,,2\n"
+	if err := os.WriteFile(roster, []byte(body), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	cfg := config.DefaultReader()
+	cfg.Decoder, cfg.Roster, cfg.Framing, cfg.CardFormat = "card", roster, "stx-etx", "auto"
+	fuzzDecoder(f, cfg, "0F002B5C1A62", "0F002B5C1A63", "12ab34", "0002841626", "043,23578", " 0012ab34 ", "\xff")
 }

@@ -60,3 +60,19 @@ func maskCut(b []byte) []byte {
 func redact(s string) string { return string(MaskIDNumbers([]byte(s))) }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// MaskID shows an ID number the way a technician may see it: the first 3
+// and last 4 characters kept, the rest '*' ("330***********123X"). A value
+// shorter than 10 characters is masked whole. The result has as many
+// characters as s.
+func MaskID(s string) string {
+	r := []rune(s)
+	keepHead, keepTail := 3, 4
+	if len(r) < 10 {
+		keepHead, keepTail = 0, 0
+	}
+	for i := keepHead; i < len(r)-keepTail; i++ {
+		r[i] = '*'
+	}
+	return string(r)
+}

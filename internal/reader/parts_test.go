@@ -162,7 +162,7 @@ func TestNewFramerErrors(t *testing.T) {
 
 func mustDecoder(tb testing.TB, cfg config.Reader) decoder {
 	tb.Helper()
-	d, err := newDecoder(cfg)
+	d, err := newDecoder(cfg, nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -376,7 +376,8 @@ func TestNewValidates(t *testing.T) {
 		{"framing", func(c *config.Reader, o *Options) { c.Framing = "lines" }, `framing = "lines"`},
 		{"max_frame", func(c *config.Reader, o *Options) { c.MaxFrame = 0 }, "max_frame = 0"},
 		{"decoder", func(c *config.Reader, o *Options) { c.Decoder = "xml" }, `decoder = "xml"`},
-		{"card", func(c *config.Reader, o *Options) { c.Decoder = "card" }, `decoder = "card"`},
+		{"card no roster", func(c *config.Reader, o *Options) { c.Decoder = "card" }, "roster is empty"},
+		{"card format", func(c *config.Reader, o *Options) { c.Decoder, c.Roster, c.CardFormat = "card", "x.csv", "8h10d" }, `card_format = "8h10d"`},
 		{"delimiter", func(c *config.Reader, o *Options) { c.Delimiter = "" }, "delimiter is empty"},
 		{"unknown field", func(c *config.Reader, o *Options) { c.Fields = []string{"xgh", "idcard"} }, `unknown field "idcard"`},
 		{"duplicate field", func(c *config.Reader, o *Options) { c.Fields = []string{"xgh", "xgh"} }, `"xgh" named twice`},

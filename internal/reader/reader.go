@@ -3,22 +3,26 @@
 // A Reader owns one [[reader]] table: it opens the port (a device path, or
 // "usb:VID:PID[:SERIAL]" resolved at every connect), cuts the byte stream into
 // frames (line, stx-etx or idle framing), decodes each frame into a person
-// (delimited, json or regex), drops repeats of the same person within the
-// dedupe window, stamps the record with the terminal's name and serial number
-// and the time the frame completed, encrypts the ID number, hands the record
-// to the Store (which returns once it is durable) and only then writes the
-// ack_ok bytes back to the scanner; ack_fail when the frame was rejected or
-// could not be stored. A missing or unplugged port is retried every
-// RetryInterval, logged once per state change.
+// (delimited, json, regex, or card: a card number looked up in the roster
+// CSV, reloaded when the file changes), drops repeats of the same person
+// within the dedupe window, stamps the record with the terminal's name and
+// serial number and the time the frame completed, encrypts the ID number,
+// hands the record to the Store (which returns once it is durable) and only
+// then writes the ack_ok bytes back to the scanner; ack_fail when the frame
+// was rejected or could not be stored. A missing or unplugged port is retried
+// every RetryInterval, logged once per state change.
 //
 // Frames that do not decode are stored as rejections with their raw bytes,
 // after every run of digits that could be an ID number has been masked
 // (MaskIDNumbers). The plaintext ID number never reaches the Store, a log line
-// or an error: frame contents are logged only at debug level, masked.
+// or an error: frame contents are logged only at debug level, masked, and the
+// roster's idCard column is never logged.
 //
-// It does not upload, queue, retry storing, encrypt by itself (Options.Encrypt
-// does), or look people up from a roster (the "card" decoder is not
-// implemented here).
+// Monitor runs the same port, framer and decoder for a technician without
+// storing or acknowledging anything.
+//
+// It does not upload, queue, retry storing, or encrypt by itself
+// (Options.Encrypt does).
 package reader
 
 import (
@@ -139,21 +143,31 @@ type Reader struct {
 // decoder, ack bytes) and returns a Reader that stores into store. Its errors
 // name the offending key; the caller adds which [[reader]] it was.
 func New(cfg config.Reader, store Store, opts Options) (*Reader, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("name is empty: give each [[reader]] a name")
-	}
-	if cfg.Port == "" {
-		return nil, errors.New("port is empty: set it to the device, e.g. \"/dev/ttyUSB0\", \"COM3\" or \"usb:VID:PID\"")
-	}
 	if store == nil {
 		return nil, errors.New("no store")
 	}
 	if opts.Encrypt == nil {
 		return nil, errors.New("no Encrypt function: the ID number must be encrypted before it is stored")
 	}
+	r, err := build(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.store = store
+	return r, nil
+}
+
+// build checks the line settings, port, framing, decoder and ack bytes and
+// returns a Reader without a Store: what New and Monitor share.
+func build(cfg config.Reader, opts Options) (*Reader, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("name is empty: give each [[reader]] a name")
+	}
+	if cfg.Port == "" {
+		return nil, errors.New("port is empty: set it to the device, e.g. \"/dev/ttyUSB0\", \"COM3\" or \"usb:VID:PID\"")
+	}
 	r := &Reader{
 		cfg:       cfg,
-		store:     store,
 		log:       opts.Logger,
 		now:       opts.Now,
 		encrypt:   opts.Encrypt,
@@ -191,7 +205,7 @@ func New(cfg config.Reader, store Store, opts Options) (*Reader, error) {
 	if r.framer, err = newFramer(cfg.Framing, cfg.MaxFrame, cfg.IdleGap.Duration); err != nil {
 		return nil, err
 	}
-	if r.decoder, err = newDecoder(cfg); err != nil {
+	if r.decoder, err = newDecoder(cfg, r.log, r.now); err != nil {
 		return nil, err
 	}
 	if r.ackOK, err = parseHexBytes("ack_ok", cfg.AckOK); err != nil {
@@ -267,7 +281,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 		r.connected.Store(true)
 		r.log.Info("serial port connected", keyPort, path)
-		err = r.serve(ctx, port)
+		err = r.serve(ctx, port, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
 		r.connected.Store(false)
 		r.framer.Reset()
@@ -320,12 +334,14 @@ func (r *Reader) openPort() (serial.Port, string, error) {
 	return p, path, nil
 }
 
-// serve reads frames from port until a read fails or ctx ends.
-func (r *Reader) serve(ctx context.Context, port serial.Port) error {
+// serve reads frames from port and hands them to handle until a read fails
+// or ctx ends. handle is also called with no frames once per read, at most
+// readTimeout apart.
+func (r *Reader) serve(ctx context.Context, port serial.Port, handle func([]frame)) error {
 	buf := make([]byte, readBufSize)
 	timeout := readTimeout
 	for ctx.Err() == nil {
-		r.handle(ctx, port, r.framer.Expire(time.Now()))
+		handle(r.framer.Expire(time.Now()))
 		want := readTimeout
 		if d := r.framer.Deadline(); !d.IsZero() {
 			want = min(want, max(time.Until(d), time.Millisecond))
@@ -338,7 +354,7 @@ func (r *Reader) serve(ctx context.Context, port serial.Port) error {
 		}
 		n, err := port.Read(buf)
 		if n > 0 {
-			r.handle(ctx, port, r.framer.Feed(buf[:n], time.Now()))
+			handle(r.framer.Feed(buf[:n], time.Now()))
 		}
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
@@ -432,6 +448,10 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		r.storeFailed.Add(1)
 		if ctx.Err() != nil {
 			r.log.Warn("scan not stored: stopping", keyErr, redact(err.Error()))
+		} else if errors.Is(err, queue.ErrFull) || errors.Is(err, queue.ErrWrite) {
+			// The agent logs the queue filling up or failing to write, and
+			// recovering, once each (one line per state change).
+			r.log.Debug("scan not stored", keyErr, redact(err.Error()))
 		} else {
 			r.log.Error("scan not stored", keyErr, redact(err.Error()))
 		}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.bug.st/serial"
+
+	"scanagent/internal/config"
+	"scanagent/internal/queue"
+	"scanagent/internal/reader"
+)
+
+// monitorCmd opens one reader's port as the agent would and prints what it
+// reads, for choosing framing and decoder. It stores and acknowledges
+// nothing.
+type monitorCmd struct{}
+
+func (c *monitorCmd) Run(ctx context.Context, e *env, args []string) error {
+	flags := newFlagSet("monitor")
+	name := flags.String("reader", "", "the [[reader]] name (needed when there are several)")
+	raw := flags.Bool("raw", false, "print each frame as hex bytes")
+	if err := parseFlags(e, flags, args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return usagef("usage: scanagent monitor [--reader NAME] [--raw]")
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	rc, err := pickReader(cfg, *name)
+	if err != nil {
+		return err
+	}
+	if who := agentRunning(cfg); who != "" {
+		return fmt.Errorf("the agent is running (%s) and holds the serial ports: stop it first (scanagent service stop), run monitor, then start it again", who)
+	}
+
+	log := newLogger(e.stderr, "info")
+	fmt.Fprintf(e.stdout, "monitor: reader %s, port %s, %d baud, framing %s, decoder %s; nothing is stored or acknowledged; Ctrl-C to stop\n",
+		rc.Name, rc.Port, rc.Baud, rc.Framing, rc.Decoder)
+	err = reader.Monitor(ctx, rc, reader.MonitorOptions{
+		Logger:       log,
+		DedupeWindow: cfg.Queue.DedupeWindow.Duration,
+		Connected: func(path string) {
+			fmt.Fprintf(e.stdout, "port %s open; waiting for scans\n", path)
+		},
+	}, func(ev reader.Event) { printEvent(e, ev, *raw) })
+	var pe *serial.PortError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.Code() == serial.PortBusy:
+		return fmt.Errorf("%w\nthe port is in use by another program (the agent, or a terminal program): stop it and run monitor again", err)
+	case errors.As(err, &pe) && pe.Code() == serial.PermissionDenied, errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w\nno permission to open the port: run as root, or add this user to the port's group (dialout on Debian/Ubuntu)", err)
+	}
+	return err
+}
+
+// pickReader finds the [[reader]] named name, or the only one.
+func pickReader(cfg *config.Config, name string) (config.Reader, error) {
+	var names []string
+	for _, r := range cfg.Readers {
+		if name != "" && r.Name == name {
+			return r, nil
+		}
+		names = append(names, strconv.Quote(r.Name))
+	}
+	switch {
+	case name != "":
+		return config.Reader{}, usagef("no [[reader]] named %q in %s (readers: %s)", name, cfg.Path, strings.Join(names, ", "))
+	case len(cfg.Readers) == 1:
+		return cfg.Readers[0], nil
+	}
+	return config.Reader{}, usagef("%s has %d readers: choose one with --reader NAME (%s)", cfg.Path, len(cfg.Readers), strings.Join(names, ", "))
+}
+
+// printEvent writes one frame: its time and content, then the decoded
+// fields (the ID number masked) or why the agent would reject it.
+func printEvent(e *env, ev reader.Event, raw bool) {
+	at := ev.Time.Format("15:04:05.000")
+	if ev.Note != "" {
+		fmt.Fprintf(e.stdout, "%s  note: %s\n", at, ev.Note)
+		return
+	}
+	content := strconv.Quote(string(ev.Raw))
+	if raw {
+		content = fmt.Sprintf("% x", ev.Raw)
+	}
+	fmt.Fprintf(e.stdout, "%s  frame (%d bytes): %s\n", at, len(ev.Raw), content)
+	if ev.Reason != "" {
+		fmt.Fprintf(e.stdout, "              rejected: %s (the agent would store it as rejected and write ack_fail)\n", ev.Reason)
+		return
+	}
+	f := ev.Fields
+	var b strings.Builder
+	for _, kv := range [][2]string{{"xgh", f.Xgh}, {"name", f.Name}, {"idCard", f.IDCard}, {"userType", f.UserType}, {"card", f.Card}} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, " %s=%s", kv[0], strconv.Quote(kv[1]))
+		}
+	}
+	note := ""
+	if ev.Repeat {
+		note = "  (repeat within dedupe_window: the agent would write ack_ok and not store it again)"
+	}
+	fmt.Fprintf(e.stdout, "              ok:%s%s\n", b.String(), note)
+}
+
+// agentRunning reports how it knows that an agent with this configuration
+// is running, or "". The serial port itself is not enough: go.bug.st/serial
+// sets TIOCEXCL on Unix, but root may open such a port anyway (and read half
+// the agent's bytes), so the agent is looked for first: its admin /healthz,
+// else the lock on its queue file.
+func agentRunning(cfg *config.Config) string {
+	if addr := cfg.Agent.AdminListen; addr != "" {
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = "127.0.0.1"
+			}
+			url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+			client := &http.Client{Timeout: time.Second}
+			if resp, err := client.Get(url); err == nil {
+				resp.Body.Close()
+				return "it answers on " + url
+			}
+		}
+	}
+	path := filepath.Join(cfg.Agent.DataDir, queueFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	q, err := queue.Open(path, queue.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond})
+	if errors.Is(err, queue.ErrLocked) {
+		return path + " is locked"
+	}
+	if err == nil {
+		q.Close()
+	}
+	return ""
+}
