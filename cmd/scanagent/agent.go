@@ -34,6 +34,7 @@ type agent struct {
 	up      *upload.Uploader
 	readers []*reader.Reader
 	admin   *admin.Server
+	now     func() time.Time
 }
 
 // newLogger builds the agent's logger: text lines to w at the configured
@@ -94,9 +95,10 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	}
 	if moved != "" {
 		log.Error("the queue database was damaged: it was moved aside and a fresh, empty queue started; "+
-			"scans in the old file were NOT uploaded — keep the file and report it", "moved_to", moved)
+			"scans in the old file were NOT uploaded: recover what is readable with `scanagent queue salvage "+moved+"`",
+			"moved_to", moved)
 	}
-	a := &agent{cfg: cfg, log: log, q: q}
+	a := &agent{cfg: cfg, log: log, q: q, now: now}
 	ok := false
 	defer func() {
 		if !ok {
@@ -131,7 +133,13 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 		a.readers = append(a.readers, r)
 	}
 	if cfg.Agent.AdminListen != "" {
-		a.admin, err = admin.New(cfg.Agent.AdminListen, a.health)
+		token, err := admin.LoadOrCreateToken(filepath.Join(cfg.Agent.DataDir, admin.TokenFile))
+		if err != nil {
+			return nil, err
+		}
+		a.admin, err = admin.New(cfg.Agent.AdminListen, admin.Options{
+			Health: a.health, Metrics: a.metrics, Queue: q, Token: token, Salvage: a.salvage,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("admin_listen %s: %w", cfg.Agent.AdminListen, err)
 		}
@@ -155,6 +163,16 @@ func (a *agent) health() admin.Health {
 		h.Problems = append(h.Problems, "queue: "+err.Error())
 	}
 	h.Pending, h.Dead = s.Pending, s.Dead
+	qh := a.q.Health()
+	h.QueueFull, h.QueueWriteError = qh.Full, qh.WriteError
+	if qh.Full {
+		h.OK = false
+		h.Problems = append(h.Problems, "queue full: max_pending scans are waiting; new scans are refused")
+	}
+	if qh.WriteFailed {
+		h.OK = false
+		h.Problems = append(h.Problems, "queue: the last write failed: "+qh.WriteError)
+	}
 	return h
 }
 
@@ -180,6 +198,11 @@ func (a *agent) run(ctx context.Context) error {
 		if err := a.up.Run(ctx); err != nil {
 			a.log.Error("uploader stopped", "err", err.Error())
 		}
+	}()
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		a.watchQueue(ctx)
 	}()
 	var adminErr error
 	if a.admin != nil {

@@ -1,23 +1,44 @@
 package admin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"scanagent/internal/queue"
 )
 
-func TestHealthz(t *testing.T) {
-	h := Health{OK: true, Pending: 3, Platform: "reachable", Readers: map[string]bool{"gate": true}}
-	s, err := New("127.0.0.1:0", func() Health { return h })
+// startServer runs a Server on 127.0.0.1:0 until the test ends.
+func startServer(t *testing.T, opts Options) *Server {
+	t.Helper()
+	s, err := New("127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
 
+func TestHealthz(t *testing.T) {
+	h := Health{OK: true, Pending: 3, Platform: "reachable", Readers: map[string]bool{"gate": true}}
+	s := startServer(t, Options{Health: func() Health { return h }})
 	for _, tc := range []struct {
 		ok   bool
 		want int
@@ -35,3 +56,218 @@ func TestHealthz(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsFormat(t *testing.T) {
+	m := Metrics{
+		Readers: []ReaderMetrics{
+			{Name: "gate-1", Read: 5, Rejected: 1, Debounced: 1, Stored: 3, Connected: true},
+			{Name: `odd "name"\` + "\n", Read: 1},
+		},
+		Uploads:          map[string]int64{"transient": 2, "delivered": 3},
+		Pending:          1000000,
+		Dead:             1,
+		OldestPendingAge: 12.5,
+		TokenFetches:     2,
+		QueueFull:        true,
+	}
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	WriteMetrics(w, m)
+	w.Flush()
+	out := b.String()
+	for _, want := range []string{
+		"# HELP scanagent_scans_read_total Frames read from the reader's port, rejected ones included.\n# TYPE scanagent_scans_read_total counter\n" +
+			"scanagent_scans_read_total{reader=\"gate-1\"} 5\nscanagent_scans_read_total{reader=\"odd \\\"name\\\"\\\\\\n\"} 1\n",
+		"scanagent_reader_connected{reader=\"gate-1\"} 1\n",
+		"scanagent_uploads_total{outcome=\"delivered\"} 3\nscanagent_uploads_total{outcome=\"transient\"} 2\n",
+		"# TYPE scanagent_queue_pending gauge\nscanagent_queue_pending 1000000\n",
+		"scanagent_queue_oldest_pending_age_seconds 12.5\n",
+		"scanagent_queue_full 1\n",
+		"scanagent_queue_write_failed 0\n",
+		"# TYPE scanagent_token_fetches_total counter\nscanagent_token_fetches_total 2\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+	// Every line is a comment or "name{labels} value"; no family twice.
+	types := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name := strings.Fields(f)[0]
+			if types[name] {
+				t.Errorf("family %s twice", name)
+			}
+			types[name] = true
+			continue
+		}
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		if !strings.HasPrefix(line, "scanagent_") || strings.Count(line, " ") < 1 {
+			t.Errorf("bad sample line %q", line)
+		}
+	}
+
+	s := startServer(t, Options{Health: func() Health { return Health{OK: true} }, Metrics: func() Metrics { return m }})
+	resp, err := http.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ContentType || string(body) != out {
+		t.Fatalf("GET /metrics: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), TokenFile)
+	tok, err := LoadOrCreateToken(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || len(tok) != 64 {
+		t.Fatalf("token file mode %v, token length %d, %v; want 0600 and 64 hex digits", fi.Mode().Perm(), len(tok), err)
+	}
+	os.Chmod(path, 0o644)
+	again, err := LoadOrCreateToken(path)
+	if fi, _ := os.Stat(path); err != nil || again != tok || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("second load: same token %v, mode %v, %v", again == tok, fi.Mode().Perm(), err)
+	}
+	if got, err := ReadToken(path); err != nil || got != tok {
+		t.Fatalf("ReadToken: same %v, %v", got == tok, err)
+	}
+}
+
+// apiClient calls the queue API with a token.
+type apiClient struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c apiClient) do(method, path string, body io.Reader, out any) int {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			c.t.Fatalf("%s %s: decode: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestQueueAPI(t *testing.T) {
+	ctx := context.Background()
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var ids []uint64
+	for _, x := range []string{"a", "b", "c"} {
+		r := &queue.Record{Reader: "gate", Xgh: x, IDCard: "CIPHERTEXT", ScanTime: time.Unix(1000, 0)}
+		if err := q.Enqueue(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if err := q.Kill(ctx, ids[1], "errorFields: idCard"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Reject(ctx, &queue.Rejection{Reader: "gate", Raw: []byte("junk"), Reason: "no xgh"}); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.Repeat("ab", 32)
+	s := startServer(t, Options{Health: func() Health { return Health{OK: true} }, Queue: q, Token: token})
+	base := "http://" + s.Addr()
+
+	for _, bad := range []string{"", "Bearer wrong", "Basic " + token, token} {
+		req, _ := http.NewRequest("GET", base+"/api/queue/stats", nil)
+		if bad != "" {
+			req.Header.Set("Authorization", bad)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || strings.Contains(string(body), token) {
+			t.Errorf("Authorization %q: %d, want 401", bad, resp.StatusCode)
+		}
+	}
+	c := apiClient{t, base, token}
+	var st queue.Stats
+	if code := c.do("GET", "/api/queue/stats", nil, &st); code != 200 || st.Pending != 2 || st.Dead != 1 || st.Rejected != 1 {
+		t.Fatalf("stats: %d %+v", code, st)
+	}
+	var page RecordsPage
+	if code := c.do("GET", "/api/queue/records?state=pending&limit=1", nil, &page); code != 200 || len(page.Items) != 1 ||
+		page.Items[0].Record.IDCard != queue.MaskedIDCard || page.NextAfter != ids[0] {
+		t.Fatalf("records page 1: %d %+v", code, page)
+	}
+	page = RecordsPage{}
+	if code := c.do("GET", "/api/queue/records?after="+u(ids[0]), nil, &page); code != 200 || len(page.Items) != 1 ||
+		page.Items[0].Record.Xgh != "c" || page.NextAfter != 0 {
+		t.Fatalf("records page 2: %d %+v", code, page)
+	}
+	page = RecordsPage{}
+	if code := c.do("GET", "/api/queue/records?state=rejected", nil, &page); code != 200 || len(page.Items) != 1 || page.Items[0].Rejection.Reason != "no xgh" {
+		t.Fatalf("rejected: %d %+v", code, page)
+	}
+	page = RecordsPage{}
+	if c.do("GET", "/api/queue/records?state=dead&include_idcard=1", nil, &page); page.Items[0].Record.IDCard != "CIPHERTEXT" {
+		t.Fatalf("include_idcard=1: %+v", page.Items[0].Record)
+	}
+	for _, bad := range []string{"state=bogus", "limit=0", "limit=x", "after=-1"} {
+		if code := c.do("GET", "/api/queue/records?"+bad, nil, nil); code != 400 {
+			t.Errorf("%s: %d, want 400", bad, code)
+		}
+	}
+	var it queue.Item
+	if code := c.do("GET", "/api/queue/records/"+u(ids[1]), nil, &it); code != 200 || it.State != queue.StateDead || it.Record.IDCard != queue.MaskedIDCard {
+		t.Fatalf("record: %d %+v", code, it)
+	}
+	if code := c.do("GET", "/api/queue/records/999", nil, nil); code != 404 {
+		t.Fatalf("missing record: %d, want 404", code)
+	}
+	if code := c.do("POST", "/api/queue/records/"+u(ids[0])+"/retry", nil, nil); code != 409 {
+		t.Fatalf("retry of a pending record: %d, want 409", code)
+	}
+	var rt Retried
+	if code := c.do("POST", "/api/queue/records/"+u(ids[1])+"/retry", nil, &rt); code != 200 || rt.Retried != 1 {
+		t.Fatalf("retry: %d %+v", code, rt)
+	}
+	if err := q.Kill(ctx, ids[0], "x"); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.do("POST", "/api/queue/retry-dead", nil, &rt); code != 200 || rt.Retried != 1 {
+		t.Fatalf("retry-dead: %d %+v", code, rt)
+	}
+	var dr Dropped
+	if code := c.do("DELETE", "/api/queue/records/"+u(ids[2]), nil, &dr); code != 200 || dr.State != queue.StatePending {
+		t.Fatalf("drop: %d %+v", code, dr)
+	}
+	if code := c.do("GET", "/api/queue/stats", nil, &st); code != 200 || st.Pending != 2 || st.Dead != 0 {
+		t.Fatalf("stats at the end: %+v", st)
+	}
+	if code := c.do("POST", "/api/queue/salvage", strings.NewReader(`{"file":"x"}`), nil); code != 404 {
+		t.Fatalf("salvage without a Salvage function: %d, want 404", code)
+	}
+}
+
+func u(id uint64) string { return fmt.Sprint(id) }

@@ -143,3 +143,22 @@ func decodeItem(state State, k, v []byte) (Item, error) {
 	}
 	return it, nil
 }
+
+// MaskedIDCard replaces a record's idCard in everything shown to a person or
+// another program. The ciphertext is as sensitive as the number: its key is
+// the public app id.
+const MaskedIDCard = "***"
+
+// Masked returns a copy of it with the idCard ciphertext replaced by
+// MaskedIDCard (left empty when the record has none). Every listing, `show`,
+// the admin API and exports without --include-idcard go through it.
+func (it Item) Masked() Item {
+	if it.Record != nil {
+		r := *it.Record
+		if r.IDCard != "" {
+			r.IDCard = MaskedIDCard
+		}
+		it.Record = &r
+	}
+	return it
+}

@@ -5,8 +5,15 @@
 // One goroutine owns every write transaction (group commit): Enqueue and the
 // other writers hand it work and wait for the durable answer, so concurrent
 // scans share one commit (two fdatasyncs) instead of paying one each. A record
-// is durable when Enqueue returns nil. The queue returns errors and never
-// logs; a panic inside bbolt (a damaged file) is turned into ErrCorrupt.
+// is durable when Enqueue returns nil; a commit that fails (disk full, file
+// size limit, I/O error) is reported to every caller in it as ErrWrite and
+// stored nothing. Health tells whether the queue is full or its last write
+// failed. The queue returns errors and never logs; a panic inside bbolt (a
+// damaged file) is turned into ErrCorrupt.
+//
+// Maintenance works on files, not on an open Queue: Compact rewrites a file
+// without its free pages (agent stopped), Salvage copies the readable
+// records of a damaged file into a live Queue.
 package queue
 
 import (
@@ -50,6 +57,9 @@ var (
 	ErrCorrupt = errors.New("queue database is damaged")
 	// ErrLocked is returned by Open when another process holds the file.
 	ErrLocked = errors.New("queue database is in use by another process (is the agent running?)")
+	// ErrWrite wraps a failed commit (disk full, file size limit, I/O
+	// error): nothing of that commit was stored; the file stays usable.
+	ErrWrite = errors.New("queue database write failed")
 )
 
 // DefaultMaxRejected bounds the rejected bucket; the oldest are pruned.
@@ -77,6 +87,11 @@ type Queue struct {
 	done   chan struct{}
 	mu     sync.RWMutex // guards closed against ops sends
 	closed bool
+
+	hmu      sync.Mutex // guards health and pendingN
+	health   Health
+	pendingN uint64        // pending count as of the last successful commit
+	changed  chan struct{} // signalled when Health.Full or Health.WriteFailed flips
 }
 
 type op struct {
@@ -106,23 +121,16 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
-	var db *bolt.DB
-	err = protect(func() error {
-		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
-		return err
-	})
-	if err != nil {
-		switch {
-		case errors.Is(err, bolt.ErrTimeout):
-			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
-		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
-			return nil, fmt.Errorf("open queue %s: %w: %v", path, ErrCorrupt, err)
-		}
+	if err := checkNotTruncated(path); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	db, err := openBolt(path, opts)
+	if err != nil {
+		return nil, openError("open queue", path, err)
+	}
 	q = &Queue{db: db, path: path, opts: opts, now: now,
-		ops: make(chan *op, 1024), wake: make(chan struct{}, 1), done: make(chan struct{})}
+		ops: make(chan *op, 1024), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		changed: make(chan struct{}, 1)}
 	if err := q.check(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
@@ -130,11 +138,60 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	if !opts.ReadOnly {
 		if err := protect(func() error { return db.Update(initBuckets) }); err != nil {
 			db.Close()
+			if !errors.Is(err, ErrCorrupt) {
+				err = fmt.Errorf("%w: %v", ErrWrite, err)
+			}
 			return nil, fmt.Errorf("open queue %s: %w", path, err)
 		}
 	}
+	if err := q.view(func(tx *bolt.Tx) error { q.pendingN = counter(tx, metaPendingN); return nil }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	q.health.Full = q.isFull(q.pendingN)
 	go q.commitLoop()
 	return q, nil
+}
+
+// openBolt opens the bbolt file under recover. It makes sure the file it
+// locked is still the one at path: `queue compact` renames a new file over
+// the old one, and an opener that was waiting for the old file's lock would
+// otherwise write into a file that no longer has a name.
+func openBolt(path string, opts Options) (*bolt.DB, error) {
+	for try := 0; ; try++ {
+		var f *os.File
+		var db *bolt.DB
+		err := protect(func() error {
+			var err error
+			db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly,
+				OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+					var err error
+					f, err = os.OpenFile(name, flag, mode)
+					return f, err
+				}})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		held, err1 := f.Stat()
+		named, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, named) || try == 2 {
+			return db, nil
+		}
+		db.Close()
+	}
+}
+
+// openError classifies an error of openBolt: ErrLocked, ErrCorrupt or as is.
+func openError(what, path string, err error) error {
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return fmt.Errorf("%s %s: %w", what, path, ErrLocked)
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+		return fmt.Errorf("%s %s: %w: %v", what, path, ErrCorrupt, err)
+	}
+	return fmt.Errorf("%s %s: %w", what, path, err)
 }
 
 // OpenOrQuarantine opens path; if the file is damaged it is renamed to
@@ -248,14 +305,20 @@ func (q *Queue) commitLoop() {
 }
 
 func (q *Queue) commit(batch []*op) {
+	var pending uint64
 	err := protect(func() error {
 		return q.db.Update(func(tx *bolt.Tx) error {
 			for _, o := range batch {
 				o.err = o.fn(tx)
 			}
+			pending = counter(tx, metaPendingN)
 			return nil
 		})
 	})
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: %v", ErrWrite, err)
+	}
+	q.noteCommit(pending, err)
 	for _, o := range batch {
 		if err != nil {
 			o.err = err

@@ -1,0 +1,150 @@
+package admin
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Metrics is one snapshot of the agent's counters and gauges for /metrics.
+//
+// /metrics is written with the standard library in the Prometheus text
+// exposition format (version 0.0.4): a dozen counters and gauges read from
+// atomics the components already keep do not need client_golang and its
+// dependency tree (registries, collectors, protobuf), which would outweigh
+// the rest of the agent. The format is small and stable: per family one
+// "# HELP" line (\ and newline escaped), one "# TYPE" line, then one sample
+// per line, label values escaped (\, " and newline), families not repeated.
+type Metrics struct {
+	Readers []ReaderMetrics
+	// Uploads counts upload attempts by outcome: delivered, dead,
+	// platform_error (counted against max_error_attempts), transient,
+	// bad_token.
+	Uploads                 map[string]int64
+	Pending, Dead, Rejected uint64
+	// OldestPendingAge is how long the oldest pending scan has waited, in
+	// seconds; 0 when none is pending.
+	OldestPendingAge float64
+	TokenFetches     int64
+	QueueFull        bool
+	QueueWriteFailed bool
+}
+
+// ReaderMetrics are one reader's counters.
+type ReaderMetrics struct {
+	Name                                      string
+	Read, Rejected, Debounced, Stored, Failed uint64
+	Connected                                 bool
+}
+
+// ContentType is the exposition format's media type.
+const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	m := s.opts.Metrics()
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	bw := bufio.NewWriter(w)
+	WriteMetrics(bw, m)
+	bw.Flush()
+}
+
+type sample struct {
+	labels [][2]string
+	value  float64
+}
+
+// WriteMetrics writes m in the Prometheus text exposition format.
+func WriteMetrics(w *bufio.Writer, m Metrics) {
+	perReader := func(f func(r ReaderMetrics) float64) []sample {
+		out := make([]sample, 0, len(m.Readers))
+		for _, r := range m.Readers {
+			out = append(out, sample{[][2]string{{"reader", r.Name}}, f(r)})
+		}
+		return out
+	}
+	one := func(v float64) []sample { return []sample{{nil, v}} }
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	var uploads []sample
+	outcomes := make([]string, 0, len(m.Uploads))
+	for o := range m.Uploads {
+		outcomes = append(outcomes, o)
+	}
+	sort.Strings(outcomes)
+	for _, o := range outcomes {
+		uploads = append(uploads, sample{[][2]string{{"outcome", o}}, float64(m.Uploads[o])})
+	}
+
+	family(w, "scanagent_scans_read_total", "counter", "Frames read from the reader's port, rejected ones included.",
+		perReader(func(r ReaderMetrics) float64 { return float64(r.Read) }))
+	family(w, "scanagent_scans_rejected_total", "counter", "Frames that did not decode (kept in the rejected bucket).",
+		perReader(func(r ReaderMetrics) float64 { return float64(r.Rejected) }))
+	family(w, "scanagent_scans_debounced_total", "counter", "Repeats of the same person within dedupe_window, acknowledged and not stored again.",
+		perReader(func(r ReaderMetrics) float64 { return float64(r.Debounced) }))
+	family(w, "scanagent_scans_stored_total", "counter", "Scans stored durably in the queue (acknowledged with ack_ok).",
+		perReader(func(r ReaderMetrics) float64 { return float64(r.Stored) }))
+	family(w, "scanagent_scans_store_failed_total", "counter", "Scans that could not be stored (answered with ack_fail): queue full or write error.",
+		perReader(func(r ReaderMetrics) float64 { return float64(r.Failed) }))
+	family(w, "scanagent_reader_connected", "gauge", "1 while the reader's serial port is open, else 0.",
+		perReader(func(r ReaderMetrics) float64 { return b2f(r.Connected) }))
+	family(w, "scanagent_uploads_total", "counter", "Upload attempts by outcome.", uploads)
+	family(w, "scanagent_queue_pending", "gauge", "Scans waiting for upload.", one(float64(m.Pending)))
+	family(w, "scanagent_queue_dead", "gauge", "Scans the platform refused (dead letters), kept until retried or dropped.", one(float64(m.Dead)))
+	family(w, "scanagent_queue_rejected", "gauge", "Rejected frames kept for inspection.", one(float64(m.Rejected)))
+	family(w, "scanagent_queue_oldest_pending_age_seconds", "gauge", "Age of the oldest pending scan in seconds; 0 when none is pending.", one(m.OldestPendingAge))
+	family(w, "scanagent_queue_full", "gauge", "1 while max_pending scans are waiting and new scans are refused.", one(b2f(m.QueueFull)))
+	family(w, "scanagent_queue_write_failed", "gauge", "1 while the last write to the queue database failed.", one(b2f(m.QueueWriteFailed)))
+	family(w, "scanagent_token_fetches_total", "counter", "Access tokens fetched from the platform.", one(float64(m.TokenFetches)))
+}
+
+func family(w *bufio.Writer, name, typ, help string, samples []sample) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
+	for _, s := range samples {
+		w.WriteString(name)
+		if len(s.labels) > 0 {
+			w.WriteByte('{')
+			for i, l := range s.labels {
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				fmt.Fprintf(w, `%s="%s"`, l[0], escapeLabel(l[1]))
+			}
+			w.WriteByte('}')
+		}
+		w.WriteByte(' ')
+		w.WriteString(formatValue(s.value))
+		w.WriteByte('\n')
+	}
+}
+
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+
+func formatValue(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	case math.IsNaN(v):
+		return "NaN"
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}

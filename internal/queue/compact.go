@@ -1,0 +1,132 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// compactTxMaxSize bounds each transaction of the copy, so compacting a big
+// file does not hold it all in memory.
+const compactTxMaxSize = 16 << 20
+
+// Compaction is what Compact did.
+type Compaction struct {
+	Before int64 `json:"before_bytes"`
+	After  int64 `json:"after_bytes"`
+}
+
+// Compact rewrites the queue file at path without its free pages (a bbolt
+// file never shrinks by itself: after a large backlog drains it keeps its
+// high-water size). It copies every bucket, key and sequence into
+// path.compact-tmp with bbolt.Compact, checks that every bucket holds as many
+// keys as before, makes the copy durable and renames it over path.
+//
+// It holds the file's lock for the whole run, so it fails with ErrLocked
+// within lockTimeout (0 = 1s) while the agent runs, and an agent started
+// meanwhile waits, then opens the new file (see openBolt). A file that fails
+// bbolt's consistency check is refused with ErrCorrupt: salvage it instead.
+func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
+	if lockTimeout == 0 {
+		lockTimeout = time.Second
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return c, fmt.Errorf("compact %s: %w", path, err)
+	}
+	c.Before = fi.Size()
+	if err := checkNotTruncated(path); err != nil {
+		return c, fmt.Errorf("compact %s: %w; run `scanagent queue salvage` on it instead", path, err)
+	}
+	src, err := openBolt(path, Options{ReadOnly: true, LockTimeout: lockTimeout})
+	if err != nil {
+		return c, openError("compact", path, err)
+	}
+	defer src.Close()
+	srcCounts, err := bucketCounts(src, true)
+	if err != nil {
+		return c, fmt.Errorf("compact %s: %w", path, err)
+	}
+
+	tmp := path + ".compact-tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return c, fmt.Errorf("compact: %w", err)
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
+	if err != nil {
+		return c, fmt.Errorf("compact: create %s: %w", tmp, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			dst.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := protect(func() error { return bolt.Compact(dst, src, compactTxMaxSize) }); err != nil {
+		return c, fmt.Errorf("compact %s: %w", path, err)
+	}
+	dstCounts, err := bucketCounts(dst, false)
+	if err != nil {
+		return c, fmt.Errorf("compact: check the copy: %w", err)
+	}
+	for name, n := range srcCounts {
+		if dstCounts[name] != n {
+			return c, fmt.Errorf("compact: the copy of bucket %s has %+v, the original %+v; the original is left as it was", name, dstCounts[name], n)
+		}
+	}
+	if err := dst.Sync(); err != nil {
+		return c, fmt.Errorf("compact: sync %s: %w", tmp, err)
+	}
+	if err := dst.Close(); err != nil {
+		return c, fmt.Errorf("compact: close %s: %w", tmp, err)
+	}
+	ok = true
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return c, fmt.Errorf("compact: replace %s: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	if fi, err := os.Stat(path); err == nil {
+		c.After = fi.Size()
+	}
+	return c, nil
+}
+
+type bucketCount struct {
+	Keys int
+	Seq  uint64
+}
+
+// bucketCounts counts the keys of every top-level bucket, after bbolt's
+// consistency check when check is set.
+func bucketCounts(db *bolt.DB, check bool) (map[string]bucketCount, error) {
+	out := map[string]bucketCount{}
+	err := protect(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if check {
+				for cerr := range tx.Check() {
+					return fmt.Errorf("%w: %v; run `scanagent queue salvage` on it instead", ErrCorrupt, cerr)
+				}
+			}
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				out[string(name)] = bucketCount{Keys: b.Stats().KeyN, Seq: b.Sequence()}
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// syncDir makes a rename in dir durable (best effort: not every platform
+// can fsync a directory).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}

@@ -1,0 +1,338 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrAlreadySalvaged is returned by Salvage for a file whose records were
+// already copied into this queue.
+var ErrAlreadySalvaged = errors.New("this file was already salvaged into the queue")
+
+// salvageChunk is how many records one commit of Salvage writes.
+const salvageChunk = 500
+
+// Salvaged counts what Salvage copied and what it could not read.
+type Salvaged struct {
+	Pending int `json:"pending"` // records copied into pending
+	Dead    int `json:"dead"`    // records copied into dead
+	// Unreadable counts records whose value did not decode and damaged
+	// stretches of a bucket skipped (a damaged page hides every record on
+	// it: their number is unknown).
+	Unreadable int `json:"unreadable"`
+	// Damaged is true when bbolt's consistency check found problems or a
+	// read panicked.
+	Damaged bool `json:"damaged"`
+}
+
+// Salvage copies every readable pending and dead record of the damaged queue
+// file at path into q, with new IDs at the end of q's queue (pending records
+// stay pending, dead ones stay dead with their reason). It never writes to
+// path. It opens the file read-only without loading its freelist, walks the
+// two buckets with a cursor under recover (bbolt panics on a damaged page,
+// and a page past the end of a truncated file is a memory fault, turned into
+// a panic here) and, where a read fails, probes forward for the next
+// readable key, so one bad page costs only the records on it.
+//
+// Salvage ignores MaxPending: these scans were acknowledged once and are
+// never dropped. The file's SHA-256 is kept in q, so salvaging the same file
+// twice returns ErrAlreadySalvaged instead of duplicating its records.
+func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err error) {
+	if fi, err := os.Stat(path); err != nil {
+		return res, fmt.Errorf("salvage: %w", err)
+	} else if li, err := os.Stat(q.path); err == nil && os.SameFile(fi, li) {
+		return res, fmt.Errorf("salvage: %s is the live queue itself", path)
+	}
+	sum, err := fileSum(path)
+	if err != nil {
+		return res, fmt.Errorf("salvage: %w", err)
+	}
+	marker := append([]byte("salvaged:"), sum...)
+	var done bool
+	if err := q.view(func(tx *bolt.Tx) error { done = tx.Bucket(bucketMeta).Get(marker) != nil; return nil }); err != nil {
+		return res, err
+	}
+	if done {
+		return res, fmt.Errorf("salvage %s: %w", path, ErrAlreadySalvaged)
+	}
+
+	// A page past the end of a truncated file faults: make that a panic
+	// that protect turns into an error, for this goroutine only.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	open := path
+	if need, size, ok, err := highWater(path); err == nil && ok && size < need {
+		// Truncated: read a copy padded with zeros to its full size, where
+		// a missing page is a page bbolt rejects, not a memory fault.
+		res.Damaged = true
+		tmp, err := paddedCopy(path, filepath.Dir(q.path), need)
+		if err != nil {
+			return res, fmt.Errorf("salvage %s: %w", path, err)
+		}
+		defer os.Remove(tmp)
+		open = tmp
+	}
+	var db *bolt.DB
+	err = protect(func() error {
+		var err error
+		db, err = bolt.Open(open, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		return err
+	})
+	if err != nil {
+		return res, fmt.Errorf("salvage %s: no readable root (both meta pages are damaged), nothing can be recovered: %w", path, err)
+	}
+	defer db.Close()
+	tx, err := db.Begin(false)
+	if err != nil {
+		return res, fmt.Errorf("salvage %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	if cerr := protect(func() error {
+		for range tx.Check() {
+			res.Damaged = true
+			return nil
+		}
+		return nil
+	}); cerr != nil {
+		res.Damaged = true
+	}
+
+	from := filepath.Base(path)
+	var chunk []Record
+	flush := func(last bool) error {
+		if len(chunk) == 0 && !last {
+			return nil
+		}
+		recs := chunk
+		chunk = nil
+		err := q.write(ctx, func(tx *bolt.Tx) error {
+			pending := tx.Bucket(bucketPending)
+			for i := range recs {
+				r := recs[i]
+				id, err := pending.NextSequence()
+				if err != nil {
+					return err
+				}
+				r.ID = id
+				bucket, key := bucketPending, metaPendingN
+				if r.DeadReason != "" {
+					bucket, key = bucketDead, metaDeadN
+				}
+				if err := putRecord(tx, bucket, key, &r); err != nil {
+					return err
+				}
+			}
+			if last {
+				return tx.Bucket(bucketMeta).Put(marker, []byte(from))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.DeadReason != "" {
+				res.Dead++
+			} else {
+				res.Pending++
+			}
+		}
+		return nil
+	}
+	for _, st := range []State{StatePending, StateDead} {
+		name, _ := stateBucket(st)
+		var b *bolt.Bucket
+		var seq uint64
+		if err := protect(func() error {
+			b = tx.Bucket(name)
+			if b != nil {
+				seq = b.Sequence()
+			}
+			return nil
+		}); err != nil || b == nil {
+			res.Damaged = true
+			res.Unreadable++
+			continue
+		}
+		if st == StateDead {
+			// Dead records keep the pending sequence's IDs.
+			if pb := tx.Bucket(bucketPending); pb != nil {
+				protect(func() error { seq = max(seq, pb.Sequence()); return nil })
+			}
+		}
+		n, werr := salvageBucket(b, seq, func(id uint64, v []byte) (bool, error) {
+			var r Record
+			if json.Unmarshal(v, &r) != nil || r.ID != id {
+				return false, nil
+			}
+			if st == StateDead && r.DeadReason == "" {
+				r.DeadReason = "dead (reason lost)"
+			}
+			if st == StatePending {
+				r.DeadReason, r.DeadAt = "", time.Time{}
+			}
+			r.NextAttempt = time.Time{}
+			chunk = append(chunk, r)
+			if len(chunk) >= salvageChunk {
+				return true, flush(false)
+			}
+			return true, nil
+		})
+		if werr != nil {
+			return res, fmt.Errorf("salvage %s: %w", path, werr)
+		}
+		if n > 0 {
+			res.Damaged = true
+			res.Unreadable += n
+		}
+	}
+	if err := flush(true); err != nil {
+		return res, fmt.Errorf("salvage %s: %w", path, err)
+	}
+	if res.Pending > 0 {
+		q.signal()
+	}
+	return res, nil
+}
+
+// salvageBucket calls fn for every readable key of b (8-byte IDs from 1 to
+// maxID) in order, and returns how many damaged stretches it skipped. fn
+// returns false for a value it cannot use; that counts as damage too. An
+// error from fn stops the walk and is returned.
+func salvageBucket(b *bolt.Bucket, maxID uint64, fn func(id uint64, v []byte) (bool, error)) (skipped int, err error) {
+	maxID = min(maxID, 1<<62)
+	next := uint64(1)
+	for next <= maxID {
+		last, got, stopped := uint64(0), false, false
+		var fnErr error
+		err := protect(func() error {
+			c := b.Cursor()
+			for k, v := c.Seek(u64(next)); k != nil; k, v = c.Next() {
+				if len(k) != 8 {
+					return errors.New("bad key")
+				}
+				id := binary.BigEndian.Uint64(k)
+				if id < next || id > maxID || (got && id <= last) {
+					return errors.New("key out of order")
+				}
+				ok, err := fn(id, v)
+				if err != nil {
+					fnErr = err
+					return nil
+				}
+				if !ok {
+					skipped++
+				}
+				last, got = id, true
+			}
+			stopped = true
+			return nil
+		})
+		if fnErr != nil {
+			return skipped, fnErr
+		}
+		if err == nil && stopped {
+			return skipped, nil
+		}
+		if got && last < maxID {
+			// The read failed after last: try again from just past it.
+			next = last + 1
+			if !readable(b, next) {
+				skipped++
+				next = nextReadable(b, next, maxID)
+			}
+			continue
+		}
+		skipped++
+		next = nextReadable(b, next, maxID)
+	}
+	return skipped, nil
+}
+
+// readable reports whether a Seek to id works (lands on readable pages).
+func readable(b *bolt.Bucket, id uint64) bool {
+	return protect(func() error {
+		c := b.Cursor()
+		k, _ := c.Seek(u64(id))
+		if k != nil && len(k) != 8 {
+			return errors.New("bad key")
+		}
+		return nil
+	}) == nil
+}
+
+// nextReadable finds the smallest ID above from (which is not readable) at
+// which a Seek works, or maxID+1. A Seek fails for every ID routed to a
+// damaged page and works from the first key of the next readable page on, so
+// a doubling probe followed by a binary search finds that first key without
+// skipping any readable record.
+func nextReadable(b *bolt.Bucket, from, maxID uint64) uint64 {
+	bad, step := from, uint64(1)
+	good := maxID + 1
+	for probe := from + 1; probe <= maxID; probe = bad + step {
+		if readable(b, probe) {
+			good = probe
+			break
+		}
+		bad = probe
+		step *= 2
+	}
+	for good-bad > 1 {
+		mid := bad + (good-bad)/2
+		if readable(b, mid) {
+			good = mid
+		} else {
+			bad = mid
+		}
+	}
+	return good
+}
+
+func fileSum(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return []byte(hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// paddedCopy copies path into a new file in dir, extended with zeros to size.
+func paddedCopy(path, dir string, size int64) (string, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	dst, err := os.CreateTemp(dir, "salvage-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(dst, src)
+	if err == nil {
+		err = dst.Truncate(size)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst.Name())
+		return "", err
+	}
+	return dst.Name(), nil
+}
