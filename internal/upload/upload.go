@@ -164,7 +164,7 @@ func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
 // deliveries already answered are committed before Run returns.
 func (u *Uploader) Run(ctx context.Context) error {
 	jobs := make(chan queue.Record)
-	acks := make(chan uint64, 1024)
+	acks := make(chan ack, u.opts.Concurrency)
 	var workers sync.WaitGroup
 	for range u.opts.Concurrency {
 		workers.Add(1)
@@ -220,33 +220,49 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 	}
 }
 
-// ackLoop deletes delivered records, as many per commit as have arrived.
-func (u *Uploader) ackLoop(acks <-chan uint64, done chan<- struct{}) {
+// ack asks the ack loop to delete a delivered record; done is closed once
+// the delete is committed.
+type ack struct {
+	id   uint64
+	done chan struct{}
+}
+
+// ackLoop deletes delivered records, as many per commit as workers have
+// handed in (group commit). Each worker waits for its delete before it sends
+// another record, so a crash can repeat at most one upload per worker.
+func (u *Uploader) ackLoop(acks <-chan ack, done chan<- struct{}) {
 	defer close(done)
-	for id := range acks {
-		ids := []uint64{id}
+	for a := range acks {
+		batch := []ack{a}
 	more:
 		for {
 			select {
-			case id, ok := <-acks:
+			case a, ok := <-acks:
 				if !ok {
 					break more
 				}
-				ids = append(ids, id)
+				batch = append(batch, a)
 			default:
 				break more
 			}
+		}
+		ids := make([]uint64, len(batch))
+		for i, a := range batch {
+			ids[i] = a.id
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := u.q.Deliver(ctx, ids...); err != nil {
 			u.log.Error("could not remove delivered records from the queue; they will be uploaded again", "count", len(ids), "err", err.Error())
 		}
 		cancel()
+		for _, a := range batch {
+			close(a.done)
+		}
 	}
 }
 
 // deliver works on one record until it is delivered, dead, or ctx ends.
-func (u *Uploader) deliver(ctx context.Context, r queue.Record, acks chan<- uint64) {
+func (u *Uploader) deliver(ctx context.Context, r queue.Record, acks chan<- ack) {
 	log := u.log.With("record", r.ID)
 	for ctx.Err() == nil {
 		probe, err := u.gate.acquire(ctx)
@@ -262,7 +278,9 @@ func (u *Uploader) deliver(ctx context.Context, r queue.Record, acks chan<- uint
 		case Delivered:
 			u.delivered.Add(1)
 			u.healthy()
-			acks <- r.ID
+			a := ack{id: r.ID, done: make(chan struct{})}
+			acks <- a
+			<-a.done
 			return
 		case Dead:
 			u.dead.Add(1)

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"scanagent/internal/admin"
+	"scanagent/internal/config"
+	"scanagent/internal/queue"
+	"scanagent/internal/reader"
+	"scanagent/internal/redact"
+	"scanagent/internal/upload"
+)
+
+// doctorCmd checks, one line each, everything the agent needs: the config,
+// the data dir, each serial port, the platform's DNS/TCP/TLS and the token.
+// It never uploads a record. A token it fetches is saved in the queue so the
+// agent reuses it (a new token invalidates the previous one); while the agent
+// runs it fetches none and asks the agent's /healthz instead.
+type doctorCmd struct{}
+
+// doctor collects check results.
+type doctor struct {
+	e      *env
+	failed int
+}
+
+func (d *doctor) ok(format string, a ...any) { fmt.Fprintf(d.e.stdout, "✓ "+format+"\n", a...) }
+
+// fail prints a failed check with its cause and what to do.
+func (d *doctor) fail(what string, err error, fix string) {
+	d.failed++
+	fmt.Fprintf(d.e.stdout, "✗ %s: %v\n    fix: %s\n", what, err, fix)
+}
+
+func (c *doctorCmd) Run(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("doctor")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
+	}
+	d := &doctor{e: e}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		var probs config.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				d.fail("config", p, "edit the file; `scanagent config check` lists every problem")
+			}
+			return exitError{2}
+		}
+		d.fail("config", err, "create it with `scanagent config example > "+e.configPath+"`")
+		return exitError{2}
+	}
+	d.ok("config %s is valid", cfg.Path)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stdout, "! %s\n", w)
+	}
+
+	d.checkDataDir(cfg)
+	health, running := d.checkQueue(cfg)
+	d.checkPorts(ctx, cfg, health, running)
+	d.checkPlatform(ctx, cfg)
+	d.checkToken(ctx, cfg, health, running)
+	if d.failed > 0 {
+		fmt.Fprintf(e.stdout, "%d check(s) failed\n", d.failed)
+		return exitError{1}
+	}
+	fmt.Fprintln(e.stdout, "all checks passed")
+	return nil
+}
+
+func (d *doctor) checkDataDir(cfg *config.Config) {
+	dir := cfg.Agent.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		d.fail("data dir "+dir, err, "create it and give the agent's user write access (the .deb does: /var/lib/scanagent, owner scanagent)")
+		return
+	}
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err == nil {
+		_, err = f.Write([]byte("scanagent doctor\n"))
+		if serr := f.Sync(); err == nil {
+			err = serr
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	if err != nil {
+		d.fail("data dir "+dir+" writable", err, "give the agent's user write access, and check the disk is not full or read-only")
+		return
+	}
+	d.ok("data dir %s is writable (fsync works)", dir)
+}
+
+// checkQueue opens the queue read-only. A lock held by another process means
+// the agent is running; then its /healthz is the source for the rest.
+func (d *doctor) checkQueue(cfg *config.Config) (health *admin.Health, running bool) {
+	path := filepath.Join(cfg.Agent.DataDir, queueFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		d.ok("queue %s does not exist yet (created at the first start)", path)
+		return nil, false
+	}
+	q, err := queue.Open(path, queue.Options{ReadOnly: true, LockTimeout: 500 * time.Millisecond})
+	switch {
+	case errors.Is(err, queue.ErrLocked):
+		h, herr := fetchHealth(cfg)
+		if herr != nil {
+			d.ok("queue is held by the running agent (its /healthz: %v)", herr)
+			return nil, true
+		}
+		d.ok("queue is held by the running agent: %d pending, %d dead", h.Pending, h.Dead)
+		return h, true
+	case err != nil:
+		d.fail("queue "+path, err, "if it is damaged, start the agent: it moves the file aside and starts a fresh queue")
+		return nil, false
+	}
+	defer q.Close()
+	s, err := q.Stats()
+	if err != nil {
+		d.fail("queue "+path, err, "start the agent: a damaged file is moved aside")
+		return nil, false
+	}
+	d.ok("queue %s: %d pending, %d dead, %d rejected", path, s.Pending, s.Dead, s.Rejected)
+	return nil, false
+}
+
+// fetchHealth asks the running agent's admin endpoint.
+func fetchHealth(cfg *config.Config) (*admin.Health, error) {
+	if cfg.Agent.AdminListen == "" {
+		return nil, errors.New("admin_listen is off")
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + cfg.Agent.AdminListen + "/healthz")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var h admin.Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return nil, fmt.Errorf("/healthz: %w", err)
+	}
+	return &h, nil
+}
+
+func (d *doctor) checkPorts(ctx context.Context, cfg *config.Config, health *admin.Health, running bool) {
+	for _, rc := range cfg.Readers {
+		what := fmt.Sprintf("reader %s port %s", rc.Name, rc.Port)
+		if running {
+			switch {
+			case health == nil:
+				d.ok("%s: not opened (the running agent holds it; enable admin_listen to see its state)", what)
+			case health.Readers[rc.Name]:
+				d.ok("%s: connected in the running agent", what)
+			default:
+				d.fail(what, errors.New("the running agent cannot open it"), "check the cable and `scanagent ports`; see the agent's log for the reason")
+			}
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		var opened string
+		err := reader.Monitor(pctx, rc, reader.MonitorOptions{Connected: func(path string) { opened = path; cancel() }}, func(reader.Event) {})
+		cancel()
+		switch {
+		case opened != "":
+			d.ok("%s opens (%s)", what, opened)
+		case err == nil:
+			d.fail(what, errors.New("did not open within 3 s"), "check the cable and `scanagent ports`")
+		default:
+			d.fail(what, err, "check the cable, `scanagent ports` for the device name, and that the agent's user is in the dialout group")
+		}
+	}
+}
+
+func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
+	u, err := url.Parse(cfg.Platform.BaseURL)
+	if err != nil {
+		d.fail("platform base_url", err, "set [platform] base_url")
+		return
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	req, _ := http.NewRequest(http.MethodPost, u.String(), nil)
+	if proxy, perr := http.ProxyFromEnvironment(req); perr == nil && proxy != nil {
+		fmt.Fprintf(d.e.stdout, "! the platform is reached through the proxy %s (HTTPS_PROXY / HTTP_PROXY)\n", proxy.Redacted())
+		host, port = proxy.Hostname(), proxy.Port()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(cctx, host)
+	if err != nil {
+		d.fail("DNS "+host, err, "check the terminal's DNS server and network cable")
+		return
+	}
+	d.ok("DNS %s → %s", host, strings.Join(addrs, ", "))
+	conn, err := (&net.Dialer{}).DialContext(cctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		d.fail("TCP "+net.JoinHostPort(host, port), err, "a firewall or the campus network blocks it; ask the network team to open it")
+		return
+	}
+	d.ok("TCP %s connects", net.JoinHostPort(host, port))
+	if u.Scheme != "https" || host != u.Hostname() {
+		conn.Close()
+		return
+	}
+	tcfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if cfg.Platform.CAFile != "" {
+		pool, _ := x509.SystemCertPool()
+		if pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(cfg.Platform.CAFile); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		tcfg.RootCAs = pool
+	}
+	tc := tls.Client(conn, tcfg)
+	defer tc.Close()
+	if err := tc.HandshakeContext(cctx); err != nil {
+		d.fail("TLS "+host, err, "if the platform uses an intranet CA, set [platform] ca_file; check the terminal's clock")
+		return
+	}
+	d.ok("TLS %s verified", host)
+}
+
+func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *admin.Health, running bool) {
+	if running {
+		switch {
+		case health == nil:
+			d.ok("token: not fetched (a new token would invalidate the running agent's)")
+		case health.Platform == "reachable":
+			d.ok("token: not fetched (it would invalidate the running agent's); the agent reaches the platform")
+		default:
+			d.fail("platform", errors.New("the running agent cannot upload"), "see the agent's log for the reason (network, credentials, platform errors)")
+		}
+		return
+	}
+	secret, err := cfg.ClientSecret()
+	if err != nil {
+		d.fail("token", err, "set [platform] client_secret, client_secret_file or SCANAGENT_CLIENT_SECRET")
+		return
+	}
+	q, err := queue.Open(filepath.Join(cfg.Agent.DataDir, queueFile), queue.Options{LockTimeout: time.Second})
+	if err != nil {
+		d.fail("token", fmt.Errorf("cannot keep the token: %w", err), "fix the data dir first")
+		return
+	}
+	defer q.Close()
+	client, err := upload.NewHTTPClient(cfg.Platform.Timeout.Duration, cfg.Platform.CAFile, 1)
+	if err != nil {
+		d.fail("token", err, "fix [platform] ca_file")
+		return
+	}
+	red := redact.New(secret)
+	base := strings.TrimRight(cfg.Platform.BaseURL, "/")
+	ts := upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{Redactor: red})
+	tctx, cancel := context.WithTimeout(ctx, cfg.Platform.Timeout.Duration+time.Second)
+	defer cancel()
+	if old, err := q.LoadToken(); err == nil && old.AccessToken != "" {
+		// Check the credentials, not the stored token.
+		if tok, err := ts.Token(tctx); err == nil {
+			ts.Invalidate(tok)
+		}
+	}
+	if _, err := ts.Token(tctx); err != nil {
+		fix := "check base_url and token_path, and the network checks above"
+		if errors.Is(err, upload.ErrBadCredentials) {
+			fix = "ask the platform's administrators for the right client_id / client_secret"
+		}
+		d.fail("token", errors.New(red.Error(err)), fix)
+		return
+	}
+	d.ok("token obtained from %s%s (kept for the agent)", base, cfg.Platform.TokenPath)
+}
