@@ -258,7 +258,10 @@ func TestReconnect(t *testing.T) {
 	sc.write(t, "2021001,张三,,\n")
 	sc.readAck(t, 1)
 
-	// Unplugged: the device and its path go away.
+	// Unplugged mid-frame: the device and its path go away while half a
+	// frame is read; that half must not be glued to the next frame.
+	sc.write(t, "2021009,半截")
+	time.Sleep(50 * time.Millisecond)
 	os.Remove(link)
 	sc.unplug()
 	waitFor(t, "disconnect", func() bool { return !h.r.Connected() })
@@ -273,8 +276,9 @@ func TestReconnect(t *testing.T) {
 	if got := sc2.readAck(t, 1); got[0] != 0x07 {
 		t.Fatalf("ack = % x, want 07", got)
 	}
-	if n := len(h.store.Records()); n != 2 {
-		t.Fatalf("stored %d records, want 2", n)
+	recs := h.store.Records()
+	if len(recs) != 2 || recs[1].Xgh != "2021002" || recs[1].Name != "李四" {
+		t.Fatalf("stored %+v; want 2021001 and 2021002, the half frame dropped", recs)
 	}
 
 	logs := h.logs.String()
