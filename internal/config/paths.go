@@ -40,3 +40,14 @@ func DefaultDataDir() string {
 	}
 	return "/var/lib/scanagent"
 }
+
+// DefaultServiceLogFile is where the agent logs when it runs as a Windows
+// service and log_file is "": %ProgramData%\scanagent\scanagent.log (a
+// service has no console). It is "" elsewhere: under systemd, stderr goes to
+// the journal.
+func DefaultServiceLogFile() string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(programData(), "scanagent", "scanagent.log")
+	}
+	return ""
+}
