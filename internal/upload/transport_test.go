@@ -60,6 +60,7 @@ func TestTransportFailuresAreTransient(t *testing.T) {
 	defer tlsSrv.Close()
 
 	plain, _ := NewHTTPClient(200*time.Millisecond, "", 2)
+	patient, _ := NewHTTPClient(5*time.Second, "", 2) // a TLS handshake under emulation is slow
 	dnsFail, _ := NewHTTPClient(time.Second, "", 2)
 	dnsFail.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "open.example.edu", IsNotFound: true}}
@@ -70,11 +71,11 @@ func TestTransportFailuresAreTransient(t *testing.T) {
 		url    string
 		want   string
 	}{
-		{"refused", plain, refused(), "refused"},
-		{"reset mid-body", plain, resetMidBody.URL + "/api/scanrecord.jhtm", ""},
+		{"refused", patient, refused(), "refused"},
+		{"reset mid-body", patient, resetMidBody.URL + "/api/scanrecord.jhtm", ""},
 		{"timeout", plain, slow.URL + "/api/scanrecord.jhtm", "Timeout"},
 		{"dns", dnsFail, "http://open.example.edu/api/scanrecord.jhtm", "no such host"},
-		{"tls unknown authority", plain, tlsSrv.URL + "/api/scanrecord.jhtm", "certificate"},
+		{"tls unknown authority", patient, tlsSrv.URL + "/api/scanrecord.jhtm", "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := sendOnce(t, tc.client, tc.url)
