@@ -47,13 +47,15 @@ func TestTransportFailuresAreTransient(t *testing.T) {
 		conn.Close()
 	}))
 	defer resetMidBody.Close()
+	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
+		case <-release:
 		}
 	}))
 	defer slow.Close()
+	defer close(release) // before Close, which waits for handlers
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"type":"success"}`)
 	}))
