@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"scanagent/internal/devserver"
@@ -107,22 +105,12 @@ func TestCrashKill9(t *testing.T) {
 		t.Skip("subprocess crash test")
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	srv, err := devserver.New(devserver.Options{AppID: "01", ClientID: "demo-client", ClientSecret: "demo-secret", FailRate: 0.2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
+	r := newRig(t, devserver.Options{FailRate: 0.2})
+	srv, hsURL, master, slave := r.srv, r.url, r.master, r.slave
 
 	dir := t.TempDir()
 	dataDir, logPath := filepath.Join(dir, "data"), filepath.Join(dir, "agent.log")
-	cfg := validConfig(t, dataDir, hs.URL, slave.Name())
+	cfg := validConfig(t, dataDir, hsURL, slave.Name())
 	adminAddr := freeAddr(t)
 	cfg = strings.Replace(cfg, "[agent]\n", fmt.Sprintf("[agent]\nlog_level = \"debug\"\nlog_file = %q\n", logPath), 1)
 	cfg = strings.Replace(cfg, `admin_listen = ""`, fmt.Sprintf("admin_listen = %q", adminAddr), 1)
@@ -281,21 +269,11 @@ func TestSigtermDuringBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess test")
 	}
-	srv, err := devserver.New(devserver.Options{AppID: "01", ClientID: "demo-client", ClientSecret: "demo-secret", Latency: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
+	r := newRig(t, devserver.Options{Latency: 20 * time.Millisecond})
+	srv, hsURL, master, slave := r.srv, r.url, r.master, r.slave
 	dir := t.TempDir()
 	dataDir, logPath := filepath.Join(dir, "data"), filepath.Join(dir, "agent.log")
-	cfg := strings.Replace(validConfig(t, dataDir, hs.URL, slave.Name()), "[agent]\n", fmt.Sprintf("[agent]\nlog_file = %q\n", logPath), 1)
+	cfg := strings.Replace(validConfig(t, dataDir, hsURL, slave.Name()), "[agent]\n", fmt.Sprintf("[agent]\nlog_file = %q\n", logPath), 1)
 	cfgPath := writeFile(t, "config.toml", cfg)
 	a := &agentProc{t: t, cfgPath: cfgPath, logPath: logPath}
 	a.start()

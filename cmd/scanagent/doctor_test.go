@@ -2,32 +2,20 @@ package main
 
 import (
 	"context"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/creack/pty"
 
 	"scanagent/internal/devserver"
 	"scanagent/internal/queue"
 )
 
 func TestDoctor(t *testing.T) {
-	srv, err := devserver.New(devserver.Options{AppID: "01", ClientID: "demo-client", ClientSecret: "demo-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	_, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slave.Close()
+	r := newRig(t, devserver.Options{})
+	srv, hsURL, slave := r.srv, r.url, r.slave
 	dataDir := filepath.Join(t.TempDir(), "data")
 
-	good := writeFile(t, "good.toml", validConfig(t, dataDir, hs.URL, slave.Name()))
+	good := writeFile(t, "good.toml", validConfig(t, dataDir, hsURL, slave.Name()))
 	code, out, errs := runCLI(t, context.Background(), "-c", good, "doctor")
 	if code != 0 || strings.Contains(out, "✗") || !strings.Contains(out, "all checks passed") {
 		t.Fatalf("doctor on a good setup: exit %d\n%s%s", code, out, errs)
@@ -53,7 +41,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("doctor output leaks a secret:\n%s", out)
 	}
 
-	bad := strings.Replace(validConfig(t, dataDir, hs.URL, filepath.Join(t.TempDir(), "ttyNOPE")), `"demo-secret"`, `"wrong-secret"`, 1)
+	bad := strings.Replace(validConfig(t, dataDir, hsURL, filepath.Join(t.TempDir(), "ttyNOPE")), `"demo-secret"`, `"wrong-secret"`, 1)
 	code, out, _ = runCLI(t, context.Background(), "-c", writeFile(t, "bad.toml", bad), "doctor")
 	if code != 1 {
 		t.Fatalf("doctor with a wrong secret and a missing port: exit %d, want 1\n%s", code, out)

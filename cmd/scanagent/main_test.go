@@ -156,20 +156,10 @@ func TestUsageErrors(t *testing.T) {
 // devserver and a pty, stops it as SIGTERM would, then reads the queue with
 // `queue stats`.
 func TestRunCommand(t *testing.T) {
-	srv, err := devserver.New(devserver.Options{AppID: "01", ClientID: "demo-client", ClientSecret: "demo-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
+	r := newRig(t, devserver.Options{})
+	srv, hsURL, master, slave := r.srv, r.url, r.master, r.slave
 	dataDir := filepath.Join(t.TempDir(), "data")
-	cfgPath := writeFile(t, "config.toml", validConfig(t, dataDir, hs.URL, slave.Name()))
+	cfgPath := writeFile(t, "config.toml", validConfig(t, dataDir, hsURL, slave.Name()))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -247,4 +237,31 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// rig is the platform emulator on a real HTTP server and a pseudo-terminal
+// whose device the agent opens as its serial port.
+type rig struct {
+	srv           *devserver.Server
+	url           string
+	master, slave *os.File
+}
+
+// newRig starts both, with the demo credentials and opts' faults; they are
+// closed when the test ends.
+func newRig(t *testing.T, opts devserver.Options) *rig {
+	t.Helper()
+	opts.AppID, opts.ClientID, opts.ClientSecret = "01", "demo-client", "demo-secret"
+	srv, err := devserver.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close(); slave.Close() })
+	return &rig{srv: srv, url: hs.URL, master: master, slave: slave}
 }
