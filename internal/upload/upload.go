@@ -51,6 +51,7 @@ type Options struct {
 	RetryInitial     time.Duration
 	RetryMax         time.Duration
 	MaxErrorAttempts int
+	ShutdownGrace    time.Duration  // for requests in flight at shutdown; 0 = 3s
 	DateFormat       string         // Java style; "" = yyyy-MM-dd HH:mm:ss
 	Location         *time.Location // nil = Asia/Shanghai
 	Logger           *slog.Logger
@@ -97,6 +98,9 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 	}
 	if opts.MaxErrorAttempts <= 0 {
 		opts.MaxErrorAttempts = 5
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 3 * time.Second
 	}
 	if opts.DateFormat == "" {
 		opts.DateFormat = "yyyy-MM-dd HH:mm:ss"
@@ -165,13 +169,23 @@ func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
 func (u *Uploader) Run(ctx context.Context) error {
 	jobs := make(chan queue.Record)
 	acks := make(chan ack, u.opts.Concurrency)
+	// Requests already sent when ctx ends get ShutdownGrace to be answered,
+	// so an upload the platform accepted is not left pending (and sent
+	// again at the next start); no new attempt starts after ctx ends.
+	inflight, cancelInflight := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelInflight()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(u.opts.ShutdownGrace, cancelInflight)
+		context.AfterFunc(inflight, func() { t.Stop() })
+	})
+	defer stopGrace()
 	var workers sync.WaitGroup
 	for range u.opts.Concurrency {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
 			for r := range jobs {
-				u.deliver(ctx, r, acks)
+				u.deliver(ctx, inflight, r, acks)
 			}
 		}()
 	}
@@ -262,14 +276,14 @@ func (u *Uploader) ackLoop(acks <-chan ack, done chan<- struct{}) {
 }
 
 // deliver works on one record until it is delivered, dead, or ctx ends.
-func (u *Uploader) deliver(ctx context.Context, r queue.Record, acks chan<- ack) {
+func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record, acks chan<- ack) {
 	log := u.log.With("record", r.ID)
 	for ctx.Err() == nil {
 		probe, err := u.gate.acquire(ctx)
 		if err != nil {
 			return
 		}
-		res := u.attempt(ctx, r, log)
+		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
 			return // shutting down: the record stays pending
 		}

@@ -462,3 +462,24 @@ func TestParseExpiresIn(t *testing.T) {
 		t.Errorf("non-numeric expires_in accepted")
 	}
 }
+
+// TestInflightUploadFinishesAtShutdown: a request already sent when the
+// agent stops is given time to be answered, so an accepted record is not
+// left pending to be uploaded again at the next start.
+func TestInflightUploadFinishesAtShutdown(t *testing.T) {
+	p := newPlatform(t)
+	arrived := make(chan struct{}, 1)
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(w, `{"type":"success","errorFields":[]}`)
+	})
+	r := newRig(t, p, "", func(o *Options) { o.Concurrency = 1 })
+	r.enqueue(t, 1)
+	r.start()
+	<-arrived
+	r.stop() // cancels while the platform is still answering
+	if s := r.stats(t); s.Delivered != 1 || s.Pending != 0 {
+		t.Fatalf("stats after shutdown = %+v; want the in-flight record delivered", s)
+	}
+}
