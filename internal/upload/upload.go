@@ -168,7 +168,6 @@ func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
 // deliveries already answered are committed before Run returns.
 func (u *Uploader) Run(ctx context.Context) error {
 	jobs := make(chan queue.Record)
-	acks := make(chan ack, u.opts.Concurrency)
 	// Requests already sent when ctx ends get ShutdownGrace to be answered,
 	// so an upload the platform accepted is not left pending (and sent
 	// again at the next start); no new attempt starts after ctx ends.
@@ -185,18 +184,14 @@ func (u *Uploader) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for r := range jobs {
-				u.deliver(ctx, inflight, r, acks)
+				u.deliver(ctx, inflight, r)
 			}
 		}()
 	}
-	ackDone := make(chan struct{})
-	go u.ackLoop(acks, ackDone)
 
 	err := u.dispatch(ctx, jobs)
 	close(jobs)
 	workers.Wait()
-	close(acks)
-	<-ackDone
 	return err
 }
 
@@ -234,49 +229,8 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 	}
 }
 
-// ack asks the ack loop to delete a delivered record; done is closed once
-// the delete is committed.
-type ack struct {
-	id   uint64
-	done chan struct{}
-}
-
-// ackLoop deletes delivered records, as many per commit as workers have
-// handed in (group commit). Each worker waits for its delete before it sends
-// another record, so a crash can repeat at most one upload per worker.
-func (u *Uploader) ackLoop(acks <-chan ack, done chan<- struct{}) {
-	defer close(done)
-	for a := range acks {
-		batch := []ack{a}
-	more:
-		for {
-			select {
-			case a, ok := <-acks:
-				if !ok {
-					break more
-				}
-				batch = append(batch, a)
-			default:
-				break more
-			}
-		}
-		ids := make([]uint64, len(batch))
-		for i, a := range batch {
-			ids[i] = a.id
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := u.q.Deliver(ctx, ids...); err != nil {
-			u.log.Error("could not remove delivered records from the queue; they will be uploaded again", "count", len(ids), "err", err.Error())
-		}
-		cancel()
-		for _, a := range batch {
-			close(a.done)
-		}
-	}
-}
-
 // deliver works on one record until it is delivered, dead, or ctx ends.
-func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record, acks chan<- ack) {
+func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 	log := u.log.With("record", r.ID)
 	for ctx.Err() == nil {
 		probe, err := u.gate.acquire(ctx)
@@ -292,9 +246,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record, acks c
 		case Delivered:
 			u.delivered.Add(1)
 			u.healthy()
-			a := ack{id: r.ID, done: make(chan struct{})}
-			acks <- a
-			<-a.done
+			u.forget(r, log)
 			return
 		case Dead:
 			u.dead.Add(1)
@@ -328,6 +280,17 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record, acks c
 func (u *Uploader) healthy() {
 	if u.gate.success() {
 		u.log.Info("platform reachable again; uploading the backlog")
+	}
+}
+
+// forget deletes a delivered record. The worker waits for the commit before
+// it takes another record, so a crash repeats at most one upload per worker;
+// the queue's committer still puts the deletes of all workers in one commit.
+func (u *Uploader) forget(r queue.Record, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := u.q.Deliver(ctx, r.ID); err != nil {
+		log.Error("could not remove a delivered record from the queue; it will be uploaded again", "err", err.Error())
 	}
 }
 
