@@ -438,3 +438,31 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCipher(b *testing.B) {
+	for _, opts := range []Options{{}, {Mode: "cbc", Encoding: "hex"}} {
+		name := opts.Mode + "/" + opts.Encoding
+		if name == "/" {
+			name = "default"
+		}
+		c, err := New("01", opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Encrypt/"+name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.Encrypt("33010219900101001X"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		enc, _ := c.Encrypt("33010219900101001X")
+		b.Run("Decrypt/"+name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.Decrypt(enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -29,6 +29,7 @@ type memStore struct {
 	records    []queue.Record
 	rejections []queue.Rejection
 	failNext   atomic.Bool // when set, Enqueue fails
+	batches    []int       // the size of each EnqueueBatch call
 }
 
 var errDiskFull = errors.New("disk full")
@@ -45,6 +46,18 @@ func (s *memStore) Enqueue(_ context.Context, r *queue.Record) error {
 	return nil
 }
 
+func (s *memStore) EnqueueBatch(ctx context.Context, recs []*queue.Record) (int, error) {
+	s.mu.Lock()
+	s.batches = append(s.batches, len(recs))
+	s.mu.Unlock()
+	for i, r := range recs {
+		if err := s.Enqueue(ctx, r); err != nil {
+			return i, err
+		}
+	}
+	return len(recs), nil
+}
+
 func (s *memStore) Reject(_ context.Context, rj *queue.Rejection) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -59,6 +72,12 @@ func (s *memStore) Records() []queue.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]queue.Record(nil), s.records...)
+}
+
+func (s *memStore) Batches() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.batches...)
 }
 
 func (s *memStore) Rejections() []queue.Rejection {

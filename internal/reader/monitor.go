@@ -94,7 +94,7 @@ func Monitor(ctx context.Context, cfg config.Reader, opts MonitorOptions, show f
 			lastFrame, counted.n = time.Now(), 0
 		}
 	}
-	err = r.serve(ctx, counted, handle)
+	err = r.serve(ctx, counted, readTimeout, handle)
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -9,7 +9,10 @@
 // serial number and the time the frame completed, encrypts the ID number,
 // hands the record to the Store (which returns once it is durable) and only
 // then writes the ack_ok bytes back to the scanner; ack_fail when the frame
-// was rejected or could not be stored. A missing or unplugged port is retried
+// was rejected or could not be stored. The scans that one read completes are
+// stored together, in one commit, and acknowledged in their order: a scanner
+// that sends faster than the disk syncs shares commits instead of queueing
+// for one each. A missing or unplugged port is retried
 // every RetryInterval, logged once per state change.
 //
 // Frames that do not decode are stored as rejections with their raw bytes,
@@ -30,7 +33,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,11 +47,14 @@ import (
 )
 
 const (
-	// readTimeout bounds each Read so that the loop notices cancellation
-	// (on Windows a Read may not return after Close: upstream issue 77).
+	// readTimeout bounds each Read where the loop must wake up by itself:
+	// on Windows, to notice cancellation (a Read may not return after
+	// Close: upstream issue 77), and in Monitor, to notice a stall. On Unix
+	// Run reads without a timeout while no frame is pending (no wake-ups
+	// at idle) and closes the port to end the Read when ctx ends.
 	readTimeout          = 200 * time.Millisecond
 	defaultRetryInterval = 2 * time.Second
-	readBufSize          = 1024
+	readBufSize          = 4096
 	// rejectLogEvery limits warnings about rejected frames: garbage on the
 	// line would otherwise flood the log. Each one is counted in Stats.
 	rejectLogEvery = time.Minute
@@ -67,10 +75,12 @@ const (
 	keySkipped = "not_logged_since"
 )
 
-// Store keeps what the reader produces. Enqueue returns once the record is
-// durable and assigns its ID; Reject keeps a frame that did not decode.
+// Store keeps what the reader produces. EnqueueBatch returns once the records
+// are durable, in one commit, and assigns their IDs; it returns how many of
+// them, from the first, it stored (fewer with queue.ErrFull). Reject keeps a
+// frame that did not decode.
 type Store interface {
-	Enqueue(ctx context.Context, r *queue.Record) error
+	EnqueueBatch(ctx context.Context, recs []*queue.Record) (int, error)
 	Reject(ctx context.Context, rj *queue.Rejection) error
 }
 
@@ -134,6 +144,7 @@ type Reader struct {
 	read, rejected, debounced, stored, storeFailed atomic.Uint64
 
 	// Owned by the goroutine in Run.
+	pending       []*queue.Record      // accepted scans of this read, not yet stored
 	recent        map[string]time.Time // xgh → last scan, for debouncing
 	lastRejectLog time.Time
 	rejectsQuiet  int // rejections not logged since lastRejectLog
@@ -281,7 +292,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 		r.connected.Store(true)
 		r.log.Info("serial port connected", keyPort, path)
-		err = r.serve(ctx, port, func(frames []frame) { r.handle(ctx, port, frames) })
+		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
 		r.connected.Store(false)
 		r.framer.Reset()
@@ -335,16 +346,40 @@ func (r *Reader) openPort() (serial.Port, string, error) {
 }
 
 // serve reads frames from port and hands them to handle until a read fails
-// or ctx ends. handle is also called with no frames once per read, at most
-// readTimeout apart.
-func (r *Reader) serve(ctx context.Context, port serial.Port, handle func([]frame)) error {
+// or ctx ends. Each Read waits at most idle (serial.NoTimeout: as long as it
+// takes) or until the framer's deadline; handle is also called with no
+// frames after each read. When ctx ends the port is closed, which ends a
+// pending Read on Unix (closeEndsRead); mu keeps that Close from racing with
+// handle's acks.
+func (r *Reader) serve(ctx context.Context, port serial.Port, idle time.Duration, handle func([]frame)) error {
+	var mu sync.Mutex
+	if closeEndsRead {
+		closed := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(closed)
+			mu.Lock()
+			defer mu.Unlock()
+			_ = port.Close()
+		})
+		defer func() {
+			if !stop() {
+				<-closed
+			}
+		}()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+
 	buf := make([]byte, readBufSize)
-	timeout := readTimeout
+	timeout := time.Duration(0) // not yet set
 	for ctx.Err() == nil {
 		handle(r.framer.Expire(time.Now()))
-		want := readTimeout
+		want := idle
 		if d := r.framer.Deadline(); !d.IsZero() {
-			want = min(want, max(time.Until(d), time.Millisecond))
+			wait := max(time.Until(d), time.Millisecond)
+			if want == serial.NoTimeout || wait < want {
+				want = wait
+			}
 		}
 		if want != timeout {
 			if err := port.SetReadTimeout(want); err != nil {
@@ -352,7 +387,12 @@ func (r *Reader) serve(ctx context.Context, port serial.Port, handle func([]fram
 			}
 			timeout = want
 		}
+		mu.Unlock()
 		n, err := port.Read(buf)
+		mu.Lock()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if n > 0 {
 			handle(r.framer.Feed(buf[:n], time.Now()))
 		}
@@ -363,7 +403,8 @@ func (r *Reader) serve(ctx context.Context, port serial.Port, handle func([]fram
 	return nil
 }
 
-// handle decodes, debounces, stores and acknowledges complete frames.
+// handle decodes, debounces, stores and acknowledges complete frames. The
+// scans among them are stored in one commit (flush); acks keep frame order.
 func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
 	for _, f := range frames {
 		r.read.Add(1)
@@ -372,16 +413,19 @@ func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
 			r.log.Debug("frame", keyBytes, len(f.data), keyFrame, string(f.masked()))
 		}
 		if f.reason != "" {
+			r.flush(ctx, port)
 			r.reject(ctx, port, f.masked(), f.reason, at)
 			continue
 		}
 		s, reason := decodeFrame(r.decoder, f.data)
 		if reason != "" {
+			r.flush(ctx, port)
 			r.reject(ctx, port, f.masked(), reason, at)
 			continue
 		}
 		r.accept(ctx, port, s, at)
 	}
+	r.flush(ctx, port)
 }
 
 // reject stores a refused frame; masked is its content with possible ID
@@ -407,10 +451,17 @@ func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, re
 	r.ack(port, r.ackFail)
 }
 
+// accept debounces a decoded scan, or stamps and encrypts it and adds it to
+// the pending scans that flush stores. An ack written here is written after
+// flushing, so that acks keep frame order.
 func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.Time) {
 	if r.dedupe > 0 {
+		if slices.ContainsFunc(r.pending, func(p *queue.Record) bool { return p.Xgh == s.Xgh }) {
+			r.flush(ctx, port) // a repeat within this read: store the first one
+		}
 		if last, ok := r.recent[s.Xgh]; ok {
 			if d := at.Sub(last); d >= 0 && d < r.dedupe {
+				r.flush(ctx, port)
 				r.recent[s.Xgh] = at
 				r.debounced.Add(1)
 				r.log.Debug("repeat scan debounced")
@@ -437,6 +488,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		// print it in lower case.
 		enc, err := r.encrypt(strings.ToUpper(s.IDCard))
 		if err != nil {
+			r.flush(ctx, port)
 			r.storeFailed.Add(1)
 			r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact(err.Error()))
 			r.ack(port, r.ackFail)
@@ -444,24 +496,47 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		}
 		rec.IDCard = enc
 	}
-	if err := r.store.Enqueue(ctx, rec); err != nil {
-		r.storeFailed.Add(1)
-		if ctx.Err() != nil {
+	r.pending = append(r.pending, rec)
+}
+
+// flush stores the pending scans in one commit and acknowledges each:
+// ack_ok for the stored ones, ack_fail for the others.
+func (r *Reader) flush(ctx context.Context, port serial.Port) {
+	if len(r.pending) == 0 {
+		return
+	}
+	n, err := r.store.EnqueueBatch(ctx, r.pending)
+	if err != nil {
+		n = min(n, len(r.pending))
+		if !errors.Is(err, queue.ErrFull) {
+			n = 0
+		}
+		switch {
+		case ctx.Err() != nil:
 			r.log.Warn("scan not stored: stopping", keyErr, redact(err.Error()))
-		} else if errors.Is(err, queue.ErrFull) || errors.Is(err, queue.ErrWrite) {
+		case errors.Is(err, queue.ErrFull) || errors.Is(err, queue.ErrWrite):
 			// The agent logs the queue filling up or failing to write, and
 			// recovering, once each (one line per state change).
 			r.log.Debug("scan not stored", keyErr, redact(err.Error()))
-		} else {
+		default:
 			r.log.Error("scan not stored", keyErr, redact(err.Error()))
 		}
-		r.ack(port, r.ackFail)
-		return
 	}
-	r.stored.Add(1)
-	r.remember(s.Xgh, at)
-	r.log.Debug("scan stored", keyID, rec.ID)
-	r.ack(port, r.ackOK)
+	acks := make([]byte, 0, len(r.pending)*max(len(r.ackOK), len(r.ackFail)))
+	for i, rec := range r.pending {
+		if i < n {
+			r.stored.Add(1)
+			r.remember(rec.Xgh, rec.ScanTime)
+			r.log.Debug("scan stored", keyID, rec.ID)
+			acks = append(acks, r.ackOK...)
+		} else {
+			r.storeFailed.Add(1)
+			acks = append(acks, r.ackFail...)
+		}
+	}
+	clear(r.pending)
+	r.pending = r.pending[:0]
+	r.ack(port, acks)
 }
 
 // remember notes a stored scan for debouncing and forgets expired ones.

@@ -393,3 +393,31 @@ func TestSTXETXFramingOverPTY(t *testing.T) {
 		t.Errorf("stats = %+v, want Debounced 1", st)
 	}
 }
+
+// The scans of one read share one commit; a rejected frame and a repeat
+// among them are acknowledged in their place.
+func TestBurstSharesCommitsAcksInOrder(t *testing.T) {
+	sc := newScanner(t)
+	clock := newFakeClock()
+	h := startReader(t, testConfig(sc.path), Options{Now: clock.Now, DedupeWindow: 3 * time.Second})
+	h.waitConnected(t)
+
+	sc.write(t, "2021001,张三,,\n2021002,李四,,\n2021003,王五,,\nnot a scan\n2021004,赵六,,\n2021001,张三,,\n2021005,钱七,,\n")
+	// ok ok ok fail(15 0d) ok ok(repeat) ok
+	want := []byte{0x07, 0x07, 0x07, 0x15, 0x0d, 0x07, 0x07, 0x07}
+	if got := sc.readAck(t, len(want)); !bytes.Equal(got, want) {
+		t.Fatalf("acks = % x, want % x", got, want)
+	}
+	var xghs []string
+	for _, r := range h.store.Records() {
+		xghs = append(xghs, r.Xgh)
+	}
+	if got, want := strings.Join(xghs, " "), "2021001 2021002 2021003 2021004 2021005"; got != want {
+		t.Errorf("stored %q, want %q", got, want)
+	}
+	// The pty may split the write; the three scans before the rejected
+	// frame can only be fewer commits than scans when it does not.
+	if b := h.store.Batches(); len(b) >= 5 {
+		t.Errorf("EnqueueBatch sizes %v: every scan had a commit of its own", b)
+	}
+}
