@@ -118,17 +118,21 @@ func hasFields(raw json.RawMessage) bool {
 	return s != "" && s != "null" && s != "[]" && s != `""` && s != "{}"
 }
 
+// maxRetryAfter caps what the platform may ask for: a longer Retry-After
+// (or a nonsense one) still gets a try within the hour.
+const maxRetryAfter = time.Hour
+
 // retryAfter parses Retry-After as seconds or an HTTP date; 0 when absent.
 func retryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }

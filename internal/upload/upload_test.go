@@ -483,3 +483,15 @@ func TestInflightUploadFinishesAtShutdown(t *testing.T) {
 		t.Fatalf("stats after shutdown = %+v; want the in-flight record delivered", s)
 	}
 }
+
+func TestRetryAfterBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"7": 7 * time.Second, "99999999999999": time.Hour, "-5": 0, "soon": 0,
+		now.Add(3 * time.Hour).Format(http.TimeFormat): time.Hour,
+	} {
+		if got := retryAfter(in, now); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
