@@ -87,6 +87,18 @@ func stateFlags(fs *flag.FlagSet) func() (queue.State, error) {
 	}
 }
 
+// parseOneID parses the flags and exactly one record ID.
+func parseOneID(e *env, fs *flag.FlagSet, args []string, usage string) (uint64, error) {
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return 0, err
+	}
+	if len(pos) != 1 {
+		return 0, usagef("%s", usage)
+	}
+	return parseID(pos[0])
+}
+
 func parseID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || id == 0 {
@@ -258,14 +270,7 @@ func eachItem(ctx context.Context, st queueStore, s queue.State, withIDCard bool
 func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("queue show")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("usage: scanagent queue show ID [--json]")
-	}
-	id, err := parseID(pos[0])
+	id, err := parseOneID(e, fs, args, "usage: scanagent queue show ID [--json]")
 	if err != nil {
 		return err
 	}
@@ -351,14 +356,7 @@ func (c *queueCmd) retry(ctx context.Context, e *env, args []string) error {
 func (c *queueCmd) drop(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("queue drop")
 	yes := fs.Bool("yes", false, "really delete the record")
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("usage: scanagent queue drop ID --yes")
-	}
-	id, err := parseID(pos[0])
+	id, err := parseOneID(e, fs, args, "usage: scanagent queue drop ID --yes")
 	if err != nil {
 		return err
 	}
