@@ -219,6 +219,3 @@ func (a *agent) run(ctx context.Context) error {
 	a.log.Info("scanagent stopped")
 	return errors.Join(err, adminErr)
 }
-
-// close releases what newAgent opened, for an agent that never ran.
-func (a *agent) close() error { return a.q.Close() }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket and meta key names. They are part of the file format.
@@ -195,9 +196,9 @@ func openBolt(path string, opts Options) (*bolt.DB, error) {
 // openError classifies an error of openBolt: ErrLocked, ErrCorrupt or as is.
 func openError(what, path string, err error) error {
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("%s %s: %w", what, path, ErrLocked)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return fmt.Errorf("%s %s: %w: %v", what, path, ErrCorrupt, err)
 	}
 	return fmt.Errorf("%s %s: %w", what, path, err)

@@ -160,13 +160,12 @@ func (f fakeSystem) New(i kservice.Interface, c *kservice.Config) (kservice.Serv
 // fakeService is a service manager: Run starts the program, waits for a
 // stop request (stopReq) or for RunWait, and stops it.
 type fakeService struct {
-	i        kservice.Interface
-	cfg      *kservice.Config
-	stopReq  chan struct{}
-	block    chan struct{} // Stop blocks on it when non-nil (issue 337)
-	mu       sync.Mutex
-	calls    []string
-	selfStop int
+	i       kservice.Interface
+	cfg     *kservice.Config
+	stopReq chan struct{}
+	block   chan struct{} // Stop blocks on it when non-nil (issue 337)
+	mu      sync.Mutex
+	calls   []string
 }
 
 func (f *fakeService) record(s string) {

@@ -30,14 +30,14 @@ var ErrBadCredentials = errors.New("the platform refused the client credentials:
 
 // TokenOptions tune a TokenSource; the zero value means the defaults.
 type TokenOptions struct {
-	RefreshBefore  time.Duration    // refresh when less than this is left; 0 = 24h
-	BadCredsRetry  time.Duration    // wait after a 401 from the token endpoint; 0 = 5m
-	FailRetry      time.Duration    // wait after another failed fetch; 0 = 5s
-	DefaultTTL     time.Duration    // when expires_in is missing; 0 = 2h
-	Logger         *slog.Logger     // nil = discard
-	Redactor       *redact.Redactor // issued tokens are added to it
-	Now            func() time.Time
-	TokenPersistCx time.Duration // bound on saving the token; 0 = 5s
+	RefreshBefore time.Duration    // refresh when less than this is left; 0 = 24h
+	BadCredsRetry time.Duration    // wait after a 401 from the token endpoint; 0 = 5m
+	FailRetry     time.Duration    // wait after another failed fetch; 0 = 5s
+	DefaultTTL    time.Duration    // when expires_in is missing; 0 = 2h
+	Logger        *slog.Logger     // nil = discard
+	Redactor      *redact.Redactor // issued tokens are added to it
+	Now           func() time.Time
+	SaveTimeout   time.Duration // bound on saving the token; 0 = 5s
 }
 
 // TokenSource hands out the platform access token. Fetching a new token
@@ -80,8 +80,8 @@ func NewTokenSource(client *http.Client, tokenURL, clientID, clientSecret string
 	if opts.DefaultTTL == 0 {
 		opts.DefaultTTL = 2 * time.Hour
 	}
-	if opts.TokenPersistCx == 0 {
-		opts.TokenPersistCx = 5 * time.Second
+	if opts.SaveTimeout == 0 {
+		opts.SaveTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -158,7 +158,7 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 	}
 	ts.badCreds, ts.errUntil, ts.lastErr = false, time.Time{}, nil
 	ts.setLocked(t)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ts.opts.TokenPersistCx)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ts.opts.SaveTimeout)
 	defer cancel()
 	if err := ts.store.SaveToken(sctx, t); err != nil {
 		ts.log.Warn("could not persist the access token; a restart will fetch a new one", "err", err.Error())
