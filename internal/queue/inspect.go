@@ -48,11 +48,15 @@ type Stats struct {
 	Rejected      uint64     `json:"rejected"`
 	Delivered     uint64     `json:"delivered"` // total ever
 	OldestPending *time.Time `json:"oldest_pending"`
+	// Journaled counts scans acknowledged before the agent stopped that are
+	// still in the journal only (read-only opens; see journal.go). The
+	// agent moves them into the pending bucket when it starts.
+	Journaled int `json:"journaled,omitempty"`
 }
 
 // Stats reads the counters and the oldest pending record's scan time.
 func (q *Queue) Stats() (Stats, error) {
-	var s Stats
+	s := Stats{Journaled: q.journaled}
 	err := q.view(func(tx *bolt.Tx) error {
 		s.Pending = counter(tx, metaPendingN)
 		s.Dead = counter(tx, metaDeadN)

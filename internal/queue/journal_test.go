@@ -1,0 +1,225 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// leaveEntry writes e into the journal of the closed queue at path, as a
+// crash right after the journal's sync leaves it: acknowledged, not in
+// bbolt.
+func leaveEntry(t *testing.T, path string, e *entry) {
+	t.Helper()
+	j, _, _, err := openJournal(journalPath(path))
+	if err != nil || j == nil {
+		t.Fatalf("openJournal: %v", err)
+	}
+	defer j.close()
+	if err := j.write(e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func journalRec(t *testing.T, id uint64, xgh string) journalItem {
+	t.Helper()
+	r := rec(xgh)
+	r.ID = id
+	v, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return journalItem{ID: id, V: v}
+}
+
+func xghs(t *testing.T, q *Queue) string {
+	t.Helper()
+	recs, err := q.Pending(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, r := range recs {
+		s = append(s, fmt.Sprintf("%d:%s", r.ID, r.Xgh))
+	}
+	return strings.Join(s, " ")
+}
+
+// An entry left by a crash is applied at the next Open, once; read-only
+// opens count its records without applying them.
+func TestJournalEntryAppliedAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "a")
+	mustEnqueue(t, q, "b")
+	q.Close()
+	// Acknowledged before the crash: c and d stored, a delivered.
+	leaveEntry(t, path, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 3, "c"), journalRec(t, 4, "d")}, Del: []uint64{1}})
+
+	ro := mustOpen(t, path, Options{ReadOnly: true})
+	if s := mustStats(t, ro); s.Journaled != 2 || s.Pending != 2 {
+		t.Fatalf("read-only stats = %+v; want 2 pending and 2 journaled", s)
+	}
+	ro.Close()
+
+	for i := range 2 { // the second open must not apply it again
+		q = mustOpen(t, path, Options{})
+		if got := xghs(t, q); got != "2:b 3:c 4:d" {
+			t.Fatalf("pending = %q", got)
+		}
+		if s := mustStats(t, q); s.Pending != 3 || s.Delivered != uint64(1+i) || s.Journaled != 0 {
+			t.Fatalf("stats = %+v", s)
+		}
+		// New records continue after the journal's IDs.
+		id := mustEnqueue(t, q, "e")
+		if id != uint64(5+i) {
+			t.Fatalf("next ID = %d, want %d", id, 5+i)
+		}
+		if err := q.Deliver(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+	}
+}
+
+// A torn entry (the crash hit the journal write itself, so nothing was
+// acknowledged) and an entry bbolt already holds are both ignored.
+func TestJournalTornOrAppliedEntryIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string)
+	}{
+		{"torn", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[journalHeader+3] ^= 0xff
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"applied", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "queue.db")
+			q := mustOpen(t, path, Options{})
+			mustEnqueue(t, q, "a") // journal generation 1, applied
+			q.Close()
+			gen := uint64(1)
+			if tc.damage != nil {
+				gen = 2
+			}
+			leaveEntry(t, path, &entry{Gen: gen, Enq: []journalItem{journalRec(t, 2, "x")}, Del: []uint64{1}})
+			if tc.damage != nil {
+				tc.damage(t, journalPath(path))
+			}
+			q = mustOpen(t, path, Options{})
+			if got := xghs(t, q); got != "1:a" {
+				t.Fatalf("pending = %q, want only a", got)
+			}
+		})
+	}
+}
+
+// The journal outlives a damaged database: its acknowledged scans go into
+// the fresh file that replaces it.
+func TestJournalSurvivesQuarantine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "a")
+	q.Close()
+	leaveEntry(t, path, &entry{Gen: 2, Enq: []journalItem{journalRec(t, 2, "b")}})
+	if err := os.WriteFile(path, []byte(strings.Repeat("garbage!", 4096)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, moved, err := OpenOrQuarantine(path, Options{})
+	if err != nil || moved == "" {
+		t.Fatalf("OpenOrQuarantine: %v (moved %q)", err, moved)
+	}
+	defer q.Close()
+	if got := xghs(t, q); got != "2:b" {
+		t.Fatalf("pending = %q, want the journal's record", got)
+	}
+	if id := mustEnqueue(t, q, "c"); id != 3 {
+		t.Fatalf("next ID = %d, want 3", id)
+	}
+}
+
+// A batch too large for the journal is committed to bbolt directly, and a
+// queue whose journal cannot be created works without one.
+func TestJournalFallbacks(t *testing.T) {
+	t.Run("large batch", func(t *testing.T) {
+		q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{})
+		recs := make([]*Record, 1000) // about 250 KB of JSON
+		for i := range recs {
+			recs[i] = rec(fmt.Sprint(i))
+		}
+		if n, err := q.EnqueueBatch(context.Background(), recs); err != nil || n != len(recs) {
+			t.Fatalf("EnqueueBatch = %d, %v", n, err)
+		}
+		if s := mustStats(t, q); s.Pending != uint64(len(recs)) {
+			t.Fatalf("pending = %d", s.Pending)
+		}
+	})
+	t.Run("no journal", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "queue.db")
+		// The journal cannot be created (as on a full disk): a dangling
+		// link where it would be.
+		if err := os.Symlink(filepath.Join(dir, "gone", "journal"), journalPath(path)); err != nil {
+			t.Fatal(err)
+		}
+		q := mustOpen(t, path, Options{})
+		if q.journal != nil {
+			t.Fatal("journal open on a directory")
+		}
+		id := mustEnqueue(t, q, "a")
+		if err := q.Deliver(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		if s := mustStats(t, q); s.Pending != 0 || s.Delivered != 1 {
+			t.Fatalf("stats = %+v", s)
+		}
+	})
+	t.Run("unreadable journal", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "queue.db")
+		if err := os.Mkdir(journalPath(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// It may hold acknowledged scans: Open says so rather than
+		// starting without them.
+		if q, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "journal") {
+			if q != nil {
+				q.Close()
+			}
+			t.Fatalf("Open with an unreadable journal: %v", err)
+		}
+	})
+}
+
+// A record is visible to readers as soon as Enqueue returns, and gone as
+// soon as Deliver returns, although bbolt gets them a commit later.
+func TestJournalReadYourWrites(t *testing.T) {
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{})
+	ctx := context.Background()
+	for i := range 200 {
+		id := mustEnqueue(t, q, fmt.Sprint(i))
+		if _, err := q.Get(id); err != nil {
+			t.Fatalf("Get(%d) right after Enqueue: %v", id, err)
+		}
+		if err := q.Deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if it, err := q.Get(id); err == nil {
+			t.Fatalf("Get(%d) right after Deliver: %+v", id, it)
+		}
+	}
+	if s := mustStats(t, q); s.Pending != 0 || s.Delivered != 200 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
