@@ -147,6 +147,9 @@ func (c *queueCmd) stats(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "pending:        %d\ndead:           %d\nrejected:       %d\ndelivered:      %d\noldest_pending: %s\n",
 		s.Pending, s.Dead, s.Rejected, s.Delivered, oldest)
+	if s.Journaled > 0 {
+		fmt.Fprintf(e.stdout, "journaled:      %d (acknowledged scans not yet in the pending count; the agent adds them when it starts)\n", s.Journaled)
+	}
 	return nil
 }
 
