@@ -21,8 +21,8 @@ const (
 // rawFsync measures the disk's own limit: a 4 KiB write and fsync in a loop
 // on the data dir's filesystem, back to back and spaced as the single scans
 // are (an isolated fsync on an idle machine is slower: the device and the
-// CPUs have gone idle). fdatasync, which bbolt uses (twice per commit), is
-// shown too.
+// CPUs have gone idle). fdatasync, which the queue's journal uses (once per
+// group of scans; a bbolt commit uses it twice), is shown too.
 func (b *bench) rawFsync(ctx context.Context) error {
 	b.progress("raw fsync: %d × (4 KiB write + fsync), back to back and %s apart", b.s.fsyncs, b.s.singleGap)
 	f, err := os.CreateTemp(b.work, "fsync-")
@@ -68,7 +68,7 @@ func (b *bench) rawFsync(ctx context.Context) error {
 	if p50, p99, err = loop(b.s.fsyncs, 0, fdatasync); err != nil {
 		return err
 	}
-	b.info("raw fdatasync, back to back (a bbolt commit is 2): p50 / p99", fmt.Sprintf("%s / %s", ms(p50), ms(p99)))
+	b.info("raw fdatasync, back to back (the journal syncs once): p50 / p99", fmt.Sprintf("%s / %s", ms(p50), ms(p99)))
 	if p50, p99, err = loop(b.s.singles, b.s.singleGap, f.Sync); err != nil {
 		return err
 	}

@@ -1,15 +1,18 @@
 // Package queue is scanagent's durable offline queue: one bbolt file holding
 // the pending scan records, the dead letters, the rejected frames, the
-// delivered total and the platform token.
+// delivered total and the platform token, with a one-entry journal in front
+// of it for the two hot writes (journal.go).
 //
-// One goroutine owns every write transaction (group commit): Enqueue and the
-// other writers hand it work and wait for the durable answer, so concurrent
-// scans share one commit (two fdatasyncs) instead of paying one each. A record
-// is durable when Enqueue returns nil; a commit that fails (disk full, file
-// size limit, I/O error) is reported to every caller in it as ErrWrite and
-// stored nothing. Health tells whether the queue is full or its last write
-// failed. The queue returns errors and never logs; a panic inside bbolt (a
-// damaged file) is turned into ErrCorrupt.
+// Writes are group commits, one at a time: the writer that finds nobody
+// committing commits in its own goroutine, taking along whatever other work
+// is queued by then (see lead). Enqueues and deliveries are made durable
+// with one journal sync and applied to bbolt right after; every other write
+// is a bbolt transaction. A record is durable when Enqueue returns nil; a
+// write that fails (disk full, file size limit, I/O error) is reported to
+// every caller in it as ErrWrite and stored nothing. Health tells whether
+// the queue is full or its last write failed. The queue returns errors and
+// never logs; a panic inside bbolt (a damaged file) is turned into
+// ErrCorrupt.
 //
 // Maintenance works on files, not on an open Queue: Compact rewrites a file
 // without its free pages (agent stopped), Salvage copies the readable
@@ -388,9 +391,9 @@ func (q *Queue) commitLoop() {
 }
 
 // lead commits queued work until own is done (nil: until nothing is
-// queued). The caller must have set q.leading. The journal's entry, if any,
-// is applied first, after the batch was taken: an op fails for a failed
-// apply only if that apply was tried after the op came in.
+// queued). The caller must have set q.leading. A journal entry is written
+// only when the previous one is applied; a waiting entry is applied in the
+// same transaction as the next batch (commit).
 func (q *Queue) lead(own *op) {
 	for {
 		q.omu.Lock()
@@ -402,12 +405,9 @@ func (q *Queue) lead(own *op) {
 		batch := slices.Clone(q.queued[:n])
 		q.queued = slices.Delete(q.queued, 0, n)
 		q.omu.Unlock()
-		err := q.apply()
-		switch {
-		case err != nil:
-			q.fail(batch, err) // the entry must reach bbolt before anything else
-		case n > 0 && !q.commitJournaled(batch):
-			q.commit(batch)
+		var err error
+		if n == 0 || q.unapplied != nil || !q.commitJournaled(batch) {
+			err = q.commit(batch) // with the journal's entry first, if any
 		}
 		if n == 0 && err != nil {
 			// Nothing queued and the apply failed: the scheduled retry
@@ -544,46 +544,12 @@ func (q *Queue) fit(pending uint64, n int) int {
 	return int(min(uint64(n), uint64(q.opts.MaxPending)-min(pending, uint64(q.opts.MaxPending))))
 }
 
-// apply moves the journal's entry into bbolt. On failure the entry stays,
-// and a retry is scheduled in case no other write comes to try again.
+// apply moves the journal's entry, if any, into bbolt.
 func (q *Queue) apply() error {
-	e := q.unapplied
-	if e == nil {
+	if q.unapplied == nil {
 		return nil
 	}
-	var pending uint64
-	err := protect(func() error {
-		return q.db.Update(func(tx *bolt.Tx) error {
-			if err := applyEntry(tx, e, q.keepDeliveredFn()); err != nil {
-				return err
-			}
-			pending = counter(tx, metaPendingN)
-			return nil
-		})
-	})
-	if err != nil && !errors.Is(err, ErrCorrupt) {
-		err = fmt.Errorf("%w: %v", ErrWrite, err)
-	}
-	q.noteCommit(pending, err)
-	q.amu.Lock()
-	q.behind = false
-	q.caughtUp.Broadcast()
-	q.amu.Unlock()
-	if err != nil {
-		if !q.retrying {
-			q.retrying = true
-			time.AfterFunc(time.Second, q.retryApply)
-		}
-		return err
-	}
-	q.unapplied = nil
-	if q.journal != nil {
-		q.journal.clear()
-	}
-	if len(e.Enq) > 0 {
-		q.signal()
-	}
-	return nil
+	return q.commit(nil)
 }
 
 // retryApply takes the lead, when nobody has it, to apply the journal.
@@ -633,10 +599,21 @@ func applyEntry(tx *bolt.Tx, e *entry, keep func(tx *bolt.Tx, id uint64, v []byt
 	return setCounter(tx, metaJournalGen, e.Gen)
 }
 
-func (q *Queue) commit(batch []*op) {
+// commit runs batch in one bbolt transaction and answers it. The journal's
+// entry, if one is waiting, is applied first in the same transaction, so
+// work that comes in while an entry waits costs one commit, not two. If the
+// commit fails the entry stays, and a retry is scheduled in case no other
+// write comes to try again.
+func (q *Queue) commit(batch []*op) error {
+	e := q.unapplied
 	var pending uint64
 	err := protect(func() error {
 		return q.db.Update(func(tx *bolt.Tx) error {
+			if e != nil {
+				if err := applyEntry(tx, e, q.keepDeliveredFn()); err != nil {
+					return err
+				}
+			}
 			for _, o := range batch {
 				o.err = o.fn(tx)
 			}
@@ -648,12 +625,34 @@ func (q *Queue) commit(batch []*op) {
 		err = fmt.Errorf("%w: %v", ErrWrite, err)
 	}
 	q.noteCommit(pending, err)
+	if e != nil {
+		q.amu.Lock()
+		q.behind = false
+		q.caughtUp.Broadcast()
+		q.amu.Unlock()
+		switch {
+		case err != nil:
+			if !q.retrying {
+				q.retrying = true
+				time.AfterFunc(time.Second, q.retryApply)
+			}
+		default:
+			q.unapplied = nil
+			if q.journal != nil {
+				q.journal.clear()
+			}
+			if len(e.Enq) > 0 {
+				q.signal()
+			}
+		}
+	}
 	for _, o := range batch {
 		if err != nil {
 			o.err = err
 		}
 		close(o.done)
 	}
+	return err
 }
 
 // write hands fn to the committer and waits until its transaction is durable.

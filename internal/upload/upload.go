@@ -283,9 +283,10 @@ func (u *Uploader) healthy() {
 	}
 }
 
-// forget deletes a delivered record. The worker waits for the commit before
-// it takes another record, so a crash repeats at most one upload per worker;
-// the queue's committer still puts the deletes of all workers in one commit.
+// forget deletes a delivered record. The worker waits until the delete is
+// durable (one journal sync) before it takes another record, so a crash
+// repeats at most one upload per worker; the queue still groups the deletes
+// of all workers.
 func (u *Uploader) forget(r queue.Record, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
