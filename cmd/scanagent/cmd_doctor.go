@@ -251,7 +251,7 @@ func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *adm
 		d.fail("token", err, "set [platform] client_secret, client_secret_file or SCANAGENT_CLIENT_SECRET")
 		return
 	}
-	q, err := queue.Open(filepath.Join(cfg.Agent.DataDir, queueFile), queue.Options{LockTimeout: time.Second})
+	q, err := queue.Open(filepath.Join(cfg.Agent.DataDir, queueFile), queue.Options{LockTimeout: time.Second, NoNewJournal: true})
 	if err != nil {
 		d.fail("token", fmt.Errorf("cannot keep the token: %w", err), "fix the data dir first")
 		return

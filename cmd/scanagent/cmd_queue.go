@@ -624,8 +624,10 @@ func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no queue database at %s: the agent has not run with this configuration yet (data_dir = %s)", path, cfg.Agent.DataDir)
 	}
+	// NoNewJournal: the journal file is left for the agent to create, as
+	// its own user (these commands are often run as root).
 	q, err := queue.Open(path, queue.Options{ReadOnly: !write, LockTimeout: offlineLockTimeout, MaxPending: cfg.Queue.MaxPending,
-		KeepDelivered: cfg.Queue.KeepDelivered})
+		KeepDelivered: cfg.Queue.KeepDelivered, NoNewJournal: true})
 	if errors.Is(err, queue.ErrLocked) {
 		if apiErr != nil {
 			return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and the agent's admin API at %s does not answer (%v); "+

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -75,14 +76,17 @@ type journal struct {
 // (zeros, synced). j is nil when the journal cannot be used for writing (a
 // full disk, a read-only directory); err is set only when an existing
 // journal could not be read, since it may hold acknowledged scans.
-func openJournal(path string) (j *journal, e entry, ok bool, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func openJournal(path string, create bool) (j *journal, e entry, ok bool, err error) {
+	flag := os.O_RDWR
+	if create {
+		flag |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
 	if err != nil {
-		if _, serr := os.Stat(path); serr == nil {
-			e, ok, err = readJournal(path)
-		} else {
-			err = nil
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return nil, entry{}, false, nil
 		}
+		e, ok, err = readJournal(path)
 		return nil, e, ok, err
 	}
 	if e, ok, err = readEntry(f); err != nil {
@@ -148,7 +152,10 @@ func readEntry(f *os.File) (entry, bool, error) {
 	}
 	var e entry
 	if err := json.Unmarshal(body, &e); err != nil {
-		return entry{}, false, fmt.Errorf("%w: journal entry %d: %v", ErrCorrupt, gen, err)
+		// Not ErrCorrupt: that would move the database aside. Written by
+		// another version, perhaps; it is left for a person to look at.
+		return entry{}, false, fmt.Errorf("journal entry %d is not readable by this version (%v); "+
+			"move the file aside to start without it", gen, err)
 	}
 	e.Gen = gen
 	return e, true, nil

@@ -3,11 +3,15 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // leaveEntry writes e into the journal of the closed queue at path, as a
@@ -15,7 +19,7 @@ import (
 // bbolt.
 func leaveEntry(t *testing.T, path string, e *entry) {
 	t.Helper()
-	j, _, _, err := openJournal(journalPath(path))
+	j, _, _, err := openJournal(journalPath(path), true)
 	if err != nil || j == nil {
 		t.Fatalf("openJournal: %v", err)
 	}
@@ -122,7 +126,97 @@ func TestJournalTornOrAppliedEntryIgnored(t *testing.T) {
 			if got := xghs(t, q); got != "1:a" {
 				t.Fatalf("pending = %q, want only a", got)
 			}
+			// Cleared for good: a fresh database must not apply it either.
+			if _, ok, err := readJournal(journalPath(path)); ok || err != nil {
+				t.Fatalf("journal still holds an entry after Open (err %v)", err)
+			}
 		})
+	}
+}
+
+// An entry whose IDs were meanwhile given to other records (which only a
+// bug could cause) is stored under new IDs rather than dropped.
+func TestJournalIDClashKeepsBoth(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "a")
+	q.Close()
+	leaveEntry(t, path, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 1, "b")}})
+	q = mustOpen(t, path, Options{})
+	if got := xghs(t, q); got != "1:a 2:b" {
+		t.Fatalf("pending = %q, want both", got)
+	}
+}
+
+// A journal write that fails (here: a descriptor that cannot write) leaves
+// the batch to a bbolt commit, which marks the entry's generation as
+// applied: should the entry have reached the file after all, it is never
+// applied, since its scans were stored (or refused) by that commit.
+func TestJournalWriteFailureFallsBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "a") // generation 1
+	mustStats(t, q)        // waits until generation 1 is applied
+	ro, err := os.Open(journalPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.journal.f.Close()
+	q.journal.f = ro
+	mustEnqueue(t, q, "b") // generation 2 fails: bbolt stores b
+	if q.journal != nil {
+		t.Fatal("journal still in use after a failed write")
+	}
+	mustEnqueue(t, q, "c") // plain bbolt
+	q.Close()
+	// As if the failed write had landed after all.
+	leaveEntry(t, path, &entry{Gen: 2, Enq: []journalItem{journalRec(t, 2, "b-again")}})
+	q = mustOpen(t, path, Options{})
+	if got := xghs(t, q); got != "1:a 2:b 3:c" {
+		t.Fatalf("pending = %q", got)
+	}
+	if q.journal == nil {
+		t.Fatal("journal not used again after a restart")
+	}
+}
+
+// Commands run by hand while the agent is stopped use an existing journal
+// but never create one (it would belong to whoever ran them).
+func TestNoNewJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "queue.db")
+	q := mustOpen(t, path, Options{NoNewJournal: true})
+	mustEnqueue(t, q, "a")
+	q.Close()
+	if _, err := os.Stat(journalPath(path)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("journal created: %v", err)
+	}
+	q = mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "b")
+	q.Close()
+	leaveEntry(t, path, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 3, "c")}})
+	q = mustOpen(t, path, Options{NoNewJournal: true})
+	if got := xghs(t, q); got != "1:a 2:b 3:c" {
+		t.Fatalf("pending = %q", got)
+	}
+}
+
+// A pending record whose stored JSON is damaged is still removed when it is
+// delivered, without history: it must not block the journal.
+func TestDeliverUndecodableRecordWithHistory(t *testing.T) {
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{KeepDelivered: 5})
+	id := mustEnqueue(t, q, "a")
+	if err := q.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPending).Put(u64(id), []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Deliver(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, q, "b")
+	if s := mustStats(t, q); s.Pending != 1 || s.Delivered != 1 {
+		t.Fatalf("stats = %+v", s)
 	}
 }
 

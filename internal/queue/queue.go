@@ -20,6 +20,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -77,12 +78,17 @@ const DefaultMaxRejected = 10000
 
 // Options tune a Queue; the zero value means the defaults.
 type Options struct {
-	MaxPending    int              // 0 = unlimited
-	KeepDelivered int              // delivered records kept as history; 0 = delete
-	MaxRejected   int              // 0 = DefaultMaxRejected
-	LockTimeout   time.Duration    // waiting for the file lock; 0 = 1s
-	ReadOnly      bool             // for inspection while stopped
-	Now           func() time.Time // nil = time.Now
+	MaxPending    int           // 0 = unlimited
+	KeepDelivered int           // delivered records kept as history; 0 = delete
+	MaxRejected   int           // 0 = DefaultMaxRejected
+	LockTimeout   time.Duration // waiting for the file lock; 0 = 1s
+	ReadOnly      bool          // for inspection while stopped
+	// NoNewJournal keeps Open from creating the journal file: for commands
+	// run by hand (perhaps as root) while the agent is stopped, so that the
+	// file is always created by the agent's own user. An existing journal
+	// is used as usual.
+	NoNewJournal bool
+	Now          func() time.Time // nil = time.Now
 }
 
 // Queue is an open queue database.
@@ -110,8 +116,10 @@ type Queue struct {
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
 	amu      sync.Mutex
-	caughtUp sync.Cond // on amu: broadcast when behind turns false
-	behind   bool      // an entry is written and its apply not yet tried
+	caughtUp sync.Cond // on amu: broadcast when settled grows
+	wrote    uint64    // generation of the last journal entry written
+	settled  uint64    // generation of the last entry whose apply was tried
+	burnGen  uint64    // a generation a failed journal write may have left; see commitJournaled
 
 	hmu      sync.Mutex // guards health and pendingN
 	health   Health
@@ -212,9 +220,15 @@ func (q *Queue) openJournal() error {
 		}
 		return err
 	}
-	j, e, ok, err := openJournal(path)
+	j, e, ok, err := openJournal(path, !q.opts.NoNewJournal)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	if ok && e.Gen <= applied && j != nil {
+		// Applied before: clear it for good, so that a fresh database
+		// (after this one was found damaged) does not apply it again.
+		j.clear()
+		_ = datasync(j.f)
 	}
 	if j != nil {
 		j.gen = max(applied, e.Gen)
@@ -224,10 +238,16 @@ func (q *Queue) openJournal() error {
 		q.unapplied = &e
 		// An entry that cannot be applied yet (a full disk) stays in the
 		// journal and is retried; writes fail until it is applied.
-		if err := q.apply(); errors.Is(err, ErrCorrupt) {
+		err := q.apply()
+		if errors.Is(err, ErrCorrupt) {
+			q.omu.Lock()
 			q.closed = true // stops the retry
+			q.omu.Unlock()
 			q.closeJournal()
 			return fmt.Errorf("applying the journal %s: %w", path, err)
+		}
+		if err == nil && q.journal != nil {
+			_ = datasync(q.journal.f) // the clear, as above
 		}
 	}
 	return nil
@@ -378,9 +398,10 @@ const maxBatch = 256
 // done and more is queued, the lead passes to the committer goroutine, so a
 // writer never waits for other writers' commits after its own.
 //
-// A single scan therefore costs one commit and no goroutine switch (on an
-// idle machine each switch wakes a sleeping CPU), and a burst still shares
-// commits.
+// A single scan therefore costs one journal sync and no goroutine switch
+// before its answer (on an idle machine each switch wakes a sleeping CPU);
+// the journal's apply then runs in the committer goroutine. A burst still
+// shares commits.
 
 // commitLoop takes the lead when a leader hands it over.
 func (q *Queue) commitLoop() {
@@ -512,14 +533,18 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 		if err := q.journal.write(e); errors.Is(err, errTooBig) {
 			return false
 		} else if err != nil {
-			err = fmt.Errorf("%w: journal: %v", ErrWrite, err)
-			q.noteCommit(0, err)
-			q.fail(batch, err)
-			return true
+			// The entry may be in the file all the same (a failed sync),
+			// and must never be applied: the bbolt transaction that now
+			// stores the batch records its generation as applied. The
+			// journal is not used again until the next Open.
+			q.burnGen = e.Gen
+			q.journal.clear()
+			q.closeJournal()
+			return false
 		}
 		q.unapplied = e
 		q.amu.Lock()
-		q.behind = true
+		q.wrote = e.Gen
 		q.amu.Unlock()
 		q.noteCommit(pending, nil)
 	}
@@ -578,14 +603,29 @@ func applyEntry(tx *bolt.Tx, e *entry, keep func(tx *bolt.Tx, id uint64, v []byt
 	b.FillPercent = appendFill
 	pending, seq := counter(tx, metaPendingN), b.Sequence()
 	for _, it := range e.Enq {
-		if b.Get(u64(it.ID)) != nil {
-			continue
+		id, v := it.ID, []byte(it.V)
+		if old := b.Get(u64(id)); old != nil {
+			if bytes.Equal(old, v) {
+				continue // applied already
+			}
+			// The ID went to another record meanwhile (it cannot, short of
+			// a bug): keep both, this one at the end.
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("journal entry %d: %v", e.Gen, err)
+			}
+			id = max(seq, b.Sequence()) + 1
+			r.ID = id
+			var err error
+			if v, err = json.Marshal(&r); err != nil {
+				return err
+			}
 		}
-		if err := b.Put(u64(it.ID), it.V); err != nil {
+		if err := b.Put(u64(id), v); err != nil {
 			return err
 		}
 		pending++
-		seq = max(seq, it.ID)
+		seq = max(seq, id)
 	}
 	if err := b.SetSequence(seq); err != nil {
 		return err
@@ -614,6 +654,11 @@ func (q *Queue) commit(batch []*op) error {
 					return err
 				}
 			}
+			if q.burnGen > counter(tx, metaJournalGen) {
+				if err := setCounter(tx, metaJournalGen, q.burnGen); err != nil {
+					return err
+				}
+			}
 			for _, o := range batch {
 				o.err = o.fn(tx)
 			}
@@ -625,18 +670,16 @@ func (q *Queue) commit(batch []*op) error {
 		err = fmt.Errorf("%w: %v", ErrWrite, err)
 	}
 	q.noteCommit(pending, err)
+	if err == nil {
+		q.burnGen = 0
+	}
 	if e != nil {
-		q.amu.Lock()
-		q.behind = false
-		q.caughtUp.Broadcast()
-		q.amu.Unlock()
-		switch {
-		case err != nil:
+		if err != nil {
 			if !q.retrying {
 				q.retrying = true
 				time.AfterFunc(time.Second, q.retryApply)
 			}
-		default:
+		} else {
 			q.unapplied = nil
 			if q.journal != nil {
 				q.journal.clear()
@@ -645,6 +688,10 @@ func (q *Queue) commit(batch []*op) error {
 				q.signal()
 			}
 		}
+		q.amu.Lock()
+		q.settled = e.Gen
+		q.caughtUp.Broadcast()
+		q.amu.Unlock()
 	}
 	for _, o := range batch {
 		if err != nil {
@@ -681,7 +728,8 @@ func (q *Queue) submit(ctx context.Context, o *op) error {
 	q.leading = true
 	q.omu.Unlock()
 	if lead {
-		q.lead(o)
+		q.lead(o) // returns once o is answered
+		return o.err
 	}
 	// Once handed over, the work is done whether or not the caller still
 	// waits: a cancelled Enqueue may still be stored, never half-stored.
@@ -858,7 +906,7 @@ func deliverTx(tx *bolt.Tx, ids []uint64, keep func(tx *bolt.Tx, id uint64, v []
 func (q *Queue) keepDelivered(tx *bolt.Tx, id uint64, v []byte) error {
 	var r Record
 	if err := json.Unmarshal(v, &r); err != nil {
-		return err
+		return nil // not kept as history; its delivery still counts
 	}
 	r.NextAttempt, r.LastError = time.Time{}, ""
 	if err := putRecord(tx, bucketDelivered, metaDeliveredN, &r); err != nil {
@@ -996,7 +1044,7 @@ func (q *Queue) SaveToken(ctx context.Context, t Token) error {
 // a record Enqueue confirmed is always seen.
 func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	q.amu.Lock()
-	for q.behind {
+	for wrote := q.wrote; q.settled < wrote; {
 		q.caughtUp.Wait()
 	}
 	q.amu.Unlock()
