@@ -158,10 +158,17 @@ func TestOneProbeAtATimeWhileFailing(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	r := newRig(t, p, "", func(o *Options) { o.Concurrency = 4 })
+	// The backoff is long against the 2 ms answers, so that the probe
+	// cannot leave while a request of the first wave (sent before the gate
+	// closed, and allowed) is still in flight: the workers of the first
+	// wave do not all send at the same instant.
+	r := newRig(t, p, "", func(o *Options) {
+		o.Concurrency = 4
+		o.RetryInitial, o.RetryMax = 20*time.Millisecond, 40*time.Millisecond
+	})
 	r.enqueue(t, 20)
 	r.start()
-	waitFor(t, "many failed calls", func() bool { return calls.Load() >= 40 })
+	waitFor(t, "many failed calls", func() bool { return calls.Load() >= 20 })
 	r.stop()
 	if m := maxAfterFirst.Load(); m != 1 {
 		t.Fatalf("%d requests in flight at once while the platform was failing; want 1 probe", m)
