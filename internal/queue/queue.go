@@ -461,14 +461,6 @@ func (q *Queue) stopLeading() {
 	q.omu.Unlock()
 }
 
-// fail answers every op of batch with err.
-func (q *Queue) fail(batch []*op, err error) {
-	for _, o := range batch {
-		o.err = err
-		close(o.done)
-	}
-}
-
 // commitJournaled stores batch with one journal write when every op in it
 // has a journal form, and answers it; the entry is applied to bbolt by the
 // next turn of lead. It reports false, having done nothing, when batch must
