@@ -29,6 +29,20 @@ func leaveEntry(t *testing.T, path string, e *entry) {
 	}
 }
 
+// crashedWith makes a queue holding the records xghs, closes it and leaves
+// e in its journal; it returns the queue's path.
+func crashedWith(t *testing.T, e *entry, xghs ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	for _, x := range xghs {
+		mustEnqueue(t, q, x)
+	}
+	q.Close()
+	leaveEntry(t, path, e)
+	return path
+}
+
 func journalRec(t *testing.T, id uint64, xgh string) journalItem {
 	t.Helper()
 	r := rec(xgh)
@@ -56,13 +70,9 @@ func xghs(t *testing.T, q *Queue) string {
 // An entry left by a crash is applied at the next Open, once; read-only
 // opens count its records without applying them.
 func TestJournalEntryAppliedAtOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	q := mustOpen(t, path, Options{})
-	mustEnqueue(t, q, "a")
-	mustEnqueue(t, q, "b")
-	q.Close()
 	// Acknowledged before the crash: c and d stored, a delivered.
-	leaveEntry(t, path, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 3, "c"), journalRec(t, 4, "d")}, Del: []uint64{1}})
+	path := crashedWith(t, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 3, "c"), journalRec(t, 4, "d")}, Del: []uint64{1}},
+		"a", "b")
 
 	ro := mustOpen(t, path, Options{ReadOnly: true})
 	if s := mustStats(t, ro); s.Journaled != 2 || s.Pending != 2 {
@@ -71,7 +81,7 @@ func TestJournalEntryAppliedAtOpen(t *testing.T) {
 	ro.Close()
 
 	for i := range 2 { // the second open must not apply it again
-		q = mustOpen(t, path, Options{})
+		q := mustOpen(t, path, Options{})
 		if got := xghs(t, q); got != "2:b 3:c 4:d" {
 			t.Fatalf("pending = %q", got)
 		}
@@ -110,19 +120,15 @@ func TestJournalTornOrAppliedEntryIgnored(t *testing.T) {
 		{"applied", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "queue.db")
-			q := mustOpen(t, path, Options{})
-			mustEnqueue(t, q, "a") // journal generation 1, applied
-			q.Close()
-			gen := uint64(1)
+			gen := uint64(1) // "a" was journal generation 1, applied
 			if tc.damage != nil {
 				gen = 2
 			}
-			leaveEntry(t, path, &entry{Gen: gen, Enq: []journalItem{journalRec(t, 2, "x")}, Del: []uint64{1}})
+			path := crashedWith(t, &entry{Gen: gen, Enq: []journalItem{journalRec(t, 2, "x")}, Del: []uint64{1}}, "a")
 			if tc.damage != nil {
 				tc.damage(t, journalPath(path))
 			}
-			q = mustOpen(t, path, Options{})
+			q := mustOpen(t, path, Options{})
 			if got := xghs(t, q); got != "1:a" {
 				t.Fatalf("pending = %q, want only a", got)
 			}
@@ -137,12 +143,8 @@ func TestJournalTornOrAppliedEntryIgnored(t *testing.T) {
 // An entry whose IDs were meanwhile given to other records (which only a
 // bug could cause) is stored under new IDs rather than dropped.
 func TestJournalIDClashKeepsBoth(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
+	path := crashedWith(t, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 1, "b")}}, "a")
 	q := mustOpen(t, path, Options{})
-	mustEnqueue(t, q, "a")
-	q.Close()
-	leaveEntry(t, path, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 1, "b")}})
-	q = mustOpen(t, path, Options{})
 	if got := xghs(t, q); got != "1:a 2:b" {
 		t.Fatalf("pending = %q, want both", got)
 	}
@@ -221,26 +223,59 @@ func TestDeliverUndecodableRecordWithHistory(t *testing.T) {
 }
 
 // The journal outlives a damaged database: its acknowledged scans go into
-// the fresh file that replaces it.
+// the fresh file that replaces it, unless the damaged file says it holds
+// them already (salvage brings those back).
 func TestJournalSurvivesQuarantine(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	q := mustOpen(t, path, Options{})
-	mustEnqueue(t, q, "a")
-	q.Close()
-	leaveEntry(t, path, &entry{Gen: 2, Enq: []journalItem{journalRec(t, 2, "b")}})
-	if err := os.WriteFile(path, []byte(strings.Repeat("garbage!", 4096)), 0o600); err != nil {
-		t.Fatal(err)
+	// 200 records, so that the pending bucket has pages of its own and
+	// one of them can be damaged while the meta bucket stays readable.
+	var recs []string
+	for i := range 200 {
+		recs = append(recs, fmt.Sprint("r", i))
 	}
-	q, moved, err := OpenOrQuarantine(path, Options{})
-	if err != nil || moved == "" {
-		t.Fatalf("OpenOrQuarantine: %v (moved %q)", err, moved)
+	garbage := func(t *testing.T, path string) {
+		if err := os.WriteFile(path, []byte(strings.Repeat("garbage!", 4096)), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer q.Close()
-	if got := xghs(t, q); got != "2:b" {
-		t.Fatalf("pending = %q, want the journal's record", got)
-	}
-	if id := mustEnqueue(t, q, "c"); id != 3 {
-		t.Fatalf("next ID = %d, want 3", id)
+	onePage := func(t *testing.T, path string) { damagePage(t, path, "r100") }
+	for _, tc := range []struct {
+		name    string
+		applied bool // the entry left is the last one the file holds
+		damage  func(t *testing.T, path string)
+		want    string
+	}{
+		{"unapplied, file unreadable", false, garbage, "201:c"},
+		// Cannot tell: applied again, a duplicate rather than a loss.
+		{"applied, file unreadable", true, garbage, "201:c"},
+		{"unapplied, meta readable", false, onePage, "201:c"},
+		{"applied, meta readable", true, onePage, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "queue.db")
+			q := mustOpen(t, path, Options{})
+			for _, x := range recs {
+				mustEnqueue(t, q, x)
+			}
+			q.Close()
+			gen := appliedJournalGen(path)
+			if gen == 0 {
+				t.Fatal("no journal_gen in the file")
+			}
+			if !tc.applied {
+				gen++
+			}
+			leaveEntry(t, path, &entry{Gen: gen, Enq: []journalItem{journalRec(t, 201, "c")}})
+			tc.damage(t, path)
+			q, moved, err := OpenOrQuarantine(path, Options{})
+			if err != nil || moved == "" {
+				t.Fatalf("OpenOrQuarantine: %v (moved %q)", err, moved)
+			}
+			defer q.Close()
+			if got := xghs(t, q); got != tc.want {
+				t.Fatalf("pending = %q, want %q", got, tc.want)
+			}
+			mustEnqueue(t, q, "d")
+		})
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -89,6 +90,10 @@ type Options struct {
 	// is used as usual.
 	NoNewJournal bool
 	Now          func() time.Time // nil = time.Now
+
+	// journalFloor: journal generations up to this one were applied to a
+	// database that OpenOrQuarantine moved aside.
+	journalFloor uint64
 }
 
 // Queue is an open queue database.
@@ -213,6 +218,7 @@ func (q *Queue) openJournal() error {
 	if err := q.view(func(tx *bolt.Tx) error { applied = counter(tx, metaJournalGen); return nil }); err != nil {
 		return err
 	}
+	applied = max(applied, q.opts.journalFloor)
 	if q.opts.ReadOnly {
 		e, ok, err := readJournal(path)
 		if ok && e.Gen > applied {
@@ -310,11 +316,31 @@ func OpenOrQuarantine(path string, opts Options) (*Queue, string, error) {
 	if rerr := os.Rename(path, moved); rerr != nil {
 		return nil, "", fmt.Errorf("%w; moving it aside failed too: %v", err, rerr)
 	}
+	// The journal's entry goes into the fresh file, unless the damaged one
+	// says it holds it already (salvage would bring those scans again).
+	opts.journalFloor = appliedJournalGen(moved)
 	q, err2 := Open(path, opts)
 	if err2 != nil {
 		return nil, moved, err2
 	}
 	return q, moved, nil
+}
+
+// appliedJournalGen reads journal_gen from a damaged queue file, or 0 when
+// it cannot: then the journal's entry is applied again (duplicates, never
+// losses).
+func appliedJournalGen(path string) (gen uint64) {
+	// A page past the end of a truncated file faults: a panic for protect.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	_ = protect(func() error {
+		db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.View(func(tx *bolt.Tx) error { gen = counter(tx, metaJournalGen); return nil })
+	})
+	return gen
 }
 
 // protect runs fn, turning a bbolt panic (a damaged page) into ErrCorrupt.
