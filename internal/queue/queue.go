@@ -230,12 +230,6 @@ func (q *Queue) openJournal() error {
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", path, err)
 	}
-	if ok && e.Gen <= applied && j != nil {
-		// Applied before: clear it for good, so that a fresh database
-		// (after this one was found damaged) does not apply it again.
-		j.clear()
-		_ = datasync(j.f)
-	}
 	if j != nil {
 		j.gen = max(applied, e.Gen)
 	}
@@ -252,9 +246,13 @@ func (q *Queue) openJournal() error {
 			q.closeJournal()
 			return fmt.Errorf("applying the journal %s: %w", path, err)
 		}
-		if err == nil && q.journal != nil {
-			_ = datasync(q.journal.f) // the clear, as above
-		}
+	}
+	if ok && q.unapplied == nil && q.journal != nil {
+		// Applied, before or just now: cleared for good, so that a fresh
+		// database (after this one is found damaged) does not apply it
+		// again.
+		q.journal.clear()
+		_ = datasync(q.journal.f)
 	}
 	return nil
 }
