@@ -89,9 +89,9 @@ func TestMonitorCommand(t *testing.T) {
 		}
 
 		got := out.String()
-		wantFrame := `frame (35 bytes): "2021001,张三,******************,1"`
+		wantFrame := `frame (35 bytes): "*******,张三,******************,1"`
 		if raw {
-			wantFrame = "frame (35 bytes): 32 30 32 31 30 30 31 2c e5 bc a0 e4 b8 89 2c 2a 2a"
+			wantFrame = "frame (35 bytes): 2a 2a 2a 2a 2a 2a 2a 2c e5 bc a0 e4 b8 89 2c 2a 2a"
 		}
 		for _, want := range []string{
 			"monitor: reader gate-1, port " + path + ", 9600 baud, framing line, decoder delimited",

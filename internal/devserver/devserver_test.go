@@ -423,7 +423,7 @@ func TestScanAccepted(t *testing.T) {
 			}
 			want := Record{
 				TermName: "东湖食堂 1 号机", TermSn: "ZAFU-0001", Name: "张三", Xgh: "2019001",
-				IDCard: testCipher, IDCardPlain: testID, IDCardMasked: "330*************3X",
+				IDCard: testCipher, IDCardPlain: testID, IDCardMasked: "330***********123X",
 				UserType: "学生", ScanDate: "2025-03-01 07:59:58", AppID: testAppID,
 				ReceivedAt: e.clock.Now(),
 			}
@@ -645,7 +645,7 @@ func TestRecordLog(t *testing.T) {
 		}
 		want := map[string]any{
 			"termName": "东湖食堂 1 号机", "termSn": "ZAFU-0001", "name": "张三",
-			"xgh": "a" + string(rune('1'+i)), "idCard": testCipher, "idCardMasked": "330*************3X",
+			"xgh": "a" + string(rune('1'+i)), "idCard": testCipher, "idCardMasked": "330***********123X",
 			"userType": "学生", "scanDate": "2025-03-01 07:59:5" + string(rune('0'+i)), "appId": "01",
 			"receivedAt": time.Date(2025, 3, 1, 8, 0, i, 0, time.UTC).Format(time.RFC3339),
 		}
@@ -925,7 +925,7 @@ func TestLogsMaskSecrets(t *testing.T) {
 			t.Errorf("log contains %q:\n%s", secret, out)
 		}
 	}
-	for _, want := range []string{"330*************3X", fingerprint(tok), "token issued", "scan record accepted"} {
+	for _, want := range []string{"330***********123X", fingerprint(tok), "token issued", "scan record accepted"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}

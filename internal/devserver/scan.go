@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"scanagent/internal/redact"
 )
 
 // ScanFields are the parameters of a scan record besides access_token, all
@@ -215,7 +217,7 @@ func (s *Server) check(params url.Values) (rec Record, fields, classes, problems
 			bad("idCard", RefusedIDCard, "does not decrypt to an ID number (15 digits, or 17 digits and a digit or X)")
 		default:
 			rec.IDCardPlain = plain
-			rec.IDCardMasked = mask(plain)
+			rec.IDCardMasked = redact.ID(plain)
 		}
 	}
 	if rec.ScanDate != "" {
@@ -252,14 +254,6 @@ func plausibleID(s string) bool {
 		return false
 	}
 	return true
-}
-
-// mask keeps the first three and last two characters of an ID number.
-func mask(id string) string {
-	if len(id) <= 5 {
-		return strings.Repeat("*", len(id))
-	}
-	return id[:3] + strings.Repeat("*", len(id)-5) + id[len(id)-2:]
 }
 
 // ---- control endpoints ----

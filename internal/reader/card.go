@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"scanagent/internal/redact"
 )
 
 // card_format values.
@@ -79,7 +81,7 @@ var (
 	errCardEmpty     = errors.New("card: empty card number")
 	errCardSyntax    = errors.New("card: not a card number (hex digits, 10 decimal digits or W26 \"213,02000\")")
 	errCardTooLong   = errors.New("card: card number longer than 16 hex digits")
-	errCardDecRange  = errors.New("card: decimal card number larger than 4294967295 (8H10D has 10 digits)")
+	errCardDecRange  = errors.New("card: decimal card number larger than 32 bits (8H10D has 10 digits)")
 	errCardW26Range  = errors.New("card: W26 card number out of range (facility 0-255, number 0-65535)")
 	errCardChecksum  = errors.New("card: RDM6300 checksum mismatch")
 	errCardNotFound  = errors.New("card not in roster")
@@ -259,7 +261,7 @@ func parseRoster(data []byte, format string) (*roster, error) {
 		}
 		c, err := parseCard(rec[0], format)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %q: %s", line, redact(strings.TrimSpace(rec[0])), strings.TrimPrefix(err.Error(), "card: "))
+			return nil, fmt.Errorf("line %d: %q: %s", line, redact.IDNumbers(strings.TrimSpace(rec[0])), strings.TrimPrefix(err.Error(), "card: "))
 		}
 		i := len(ro.people)
 		ro.people = append(ro.people, p)
@@ -360,9 +362,9 @@ func (d *cardDecoder) reload(st fileStamp) {
 	ro, err := d.load(st)
 	switch {
 	case err != nil && d.cur == nil:
-		d.log.Error("roster not loaded: cards are rejected until it is fixed", keyErr, redact(err.Error()))
+		d.log.Error("roster not loaded: cards are rejected until it is fixed", keyErr, redact.IDNumbers(err.Error()))
 	case err != nil:
-		d.log.Error("roster not reloaded: keeping the previous roster", keyErr, redact(err.Error()), keyPeople, len(d.cur.people))
+		d.log.Error("roster not reloaded: keeping the previous roster", keyErr, redact.IDNumbers(err.Error()), keyPeople, len(d.cur.people))
 	default:
 		d.cur = ro
 		d.log.Info("roster loaded", keyPeople, len(ro.people))
@@ -414,3 +416,5 @@ func (d *cardDecoder) Decode(frame []byte) (scan, error) {
 	p := d.cur.people[i]
 	return scan{Card: key, Xgh: p.xgh, Name: p.name, IDCard: p.idCard, UserType: p.userType}, nil
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

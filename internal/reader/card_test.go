@@ -45,7 +45,7 @@ func TestCardKey(t *testing.T) {
 		{sampleHex, cardDec10, sampleDec, ""},
 		{"0f002b5c1a", cardDec10, sampleDec, ""},
 		{"4294967295", cardDec10, "4294967295", ""},
-		{"4294967296", cardDec10, "", "larger than 4294967295"},
+		{"4294967296", cardDec10, "", "larger than 32 bits"},
 		{sampleW26, cardDec10, "", `a w26 card number carries less than card_format = "dec10" compares`},
 
 		{sampleW26, cardW26, sampleW26, ""},
@@ -212,7 +212,7 @@ func TestCardDecoderOverPTY(t *testing.T) {
 		t.Errorf("record = %+v", r)
 	}
 	rjs := h.store.Rejections()
-	if len(rjs) != 2 || rjs[0].Reason != "card not in roster" || string(rjs[0].Raw) != "0000000001" ||
+	if len(rjs) != 2 || rjs[0].Reason != "card not in roster" || string(rjs[0].Raw) != "**********" ||
 		!strings.Contains(rjs[1].Reason, `set card_format = "w26"`) {
 		t.Errorf("rejections = %+v", rjs)
 	}

@@ -3,6 +3,8 @@ package reader
 import (
 	"fmt"
 	"time"
+
+	"scanagent/internal/redact"
 )
 
 // A frame is one message cut from the byte stream. When reason is not empty
@@ -16,9 +18,9 @@ type frame struct {
 // masked is the frame with possible ID numbers hidden, for a log or a store.
 func (f frame) masked() []byte {
 	if f.reason != "" {
-		return maskCut(f.data)
+		return redact.BytesCut(f.data)
 	}
-	return MaskIDNumbers(f.data)
+	return redact.Bytes(f.data)
 }
 
 // A framer cuts a byte stream that arrives in pieces into frames. It is used

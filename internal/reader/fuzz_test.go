@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"scanagent/internal/config"
+
+	"scanagent/internal/redact"
 )
 
 // checkFrames checks what every framer promises: nothing longer than
@@ -137,7 +139,7 @@ func checkDecoded(t *testing.T, s scan, reason string) {
 			t.Fatalf("rejected with reason %q but returned %+v", reason, s)
 		}
 		// A reason is stored and logged: it must not quote the frame.
-		if redact(reason) != reason {
+		if redact.IDNumbers(reason) != reason {
 			t.Fatalf("reason %q holds a possible ID number", reason)
 		}
 		return
@@ -182,42 +184,6 @@ func FuzzRegexDecoder(f *testing.F) {
 	fuzzDecoder(f, cfg, "2021001;张三;33010219900101123X", ";x", "1;2;3;4")
 }
 
-func FuzzMaskIDNumbers(f *testing.F) {
-	f.Add([]byte("2021001,张三,33010219900101123X,1"))
-	f.Add([]byte("330102900101123"))
-	f.Add([]byte("12345678901234567890x"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		out := MaskIDNumbers(in)
-		if len(out) != len(in) {
-			t.Fatalf("length %d, want %d", len(out), len(in))
-		}
-		if !bytes.Equal(MaskIDNumbers(out), out) {
-			t.Fatal("not idempotent")
-		}
-		run := 0
-		for i, c := range out {
-			if c != in[i] && c != '*' {
-				t.Fatalf("byte %d changed to %q", i, c)
-			}
-			if c != in[i] && !isDigit(in[i]) && in[i] != 'X' && in[i] != 'x' {
-				t.Fatalf("masked %q at %d", in[i], i)
-			}
-			if isDigit(c) {
-				run++
-				if run >= minIDRun {
-					t.Fatalf("%d digits in a row left in %q", run, out)
-				}
-			} else {
-				run = 0
-			}
-		}
-		cut := maskCut(in)
-		if len(cut) > 0 && isDigit(cut[len(cut)-1]) {
-			t.Fatalf("maskCut left a trailing digit in %q", cut)
-		}
-	})
-}
-
 func FuzzCardKey(f *testing.F) {
 	formats := []string{cardHex, cardDec10, cardW26, cardAuto}
 	for i, s := range []string{"0F002B5C1A", "0002841626", "043,23578", "0012AB34", "12ab34", "213,02000", "", "4294967296", "1FFFFFFFFFFFFFFFF"} {
@@ -227,7 +193,7 @@ func FuzzCardKey(f *testing.F) {
 		format := formats[int(which)%len(formats)]
 		key, level, err := cardKey(s, format)
 		if err != nil {
-			if redact(err.Error()) != err.Error() {
+			if redact.IDNumbers(err.Error()) != err.Error() {
 				t.Fatalf("reason %q holds a possible ID number", err)
 			}
 			return

@@ -145,8 +145,8 @@ func TestMonitorOverPTY(t *testing.T) {
 	checkNoLeak(t)
 
 	want := []Event{
-		{Raw: []byte("2021001,张三,******************,"), Fields: Fields{Xgh: "2021001", Name: "张三", IDCard: "330***********123X", UserType: "9"}},
-		{Raw: []byte("2021001,张三,,"), Fields: Fields{Xgh: "2021001", Name: "张三", UserType: "9"}, Repeat: true},
+		{Raw: []byte("*******,张三,******************,"), Fields: Fields{Xgh: "2021001", Name: "张三", IDCard: "330***********123X", UserType: "9"}},
+		{Raw: []byte("*******,张三,,"), Fields: Fields{Xgh: "2021001", Name: "张三", UserType: "9"}, Repeat: true},
 		{Raw: []byte("bad"), Reason: "delimited: got 1 columns, want 4"},
 	}
 	for i, w := range want {

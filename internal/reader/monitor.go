@@ -12,13 +12,15 @@ import (
 	"go.bug.st/serial"
 
 	"scanagent/internal/config"
+
+	"scanagent/internal/redact"
 )
 
 // stallAfter is how long bytes may sit in the framer, with no frame ending,
 // before Monitor points at the framing. A variable for tests.
 var stallAfter = 2 * time.Second
 
-// Fields are a decoded frame as it may be shown: IDCard is masked (MaskID),
+// Fields are a decoded frame as it may be shown: IDCard is masked (redact.ID),
 // never the plaintext. UserType is the reader's user_type when the frame
 // carries none, as the agent would send it.
 type Fields struct {
@@ -30,7 +32,7 @@ type Fields struct {
 type Event struct {
 	Time time.Time
 	// Raw is the frame's content (without the terminator or STX/ETX) with
-	// possible ID numbers masked (MaskIDNumbers).
+	// possible ID numbers masked (redact.Bytes).
 	Raw []byte
 	// Fields are what the decoder found when Reason is empty.
 	Fields Fields
@@ -112,7 +114,7 @@ func (r *Reader) inspect(f frame, at time.Time, window time.Duration) Event {
 		ev.Reason = reason
 		return ev
 	}
-	ev.Fields = Fields{Xgh: s.Xgh, Name: s.Name, IDCard: MaskID(s.IDCard), UserType: s.UserType, Card: s.Card}
+	ev.Fields = Fields{Xgh: s.Xgh, Name: s.Name, IDCard: redact.ID(s.IDCard), UserType: s.UserType, Card: s.Card}
 	if ev.Fields.UserType == "" {
 		ev.Fields.UserType = r.cfg.UserType
 	}

@@ -224,34 +224,6 @@ func TestDecoders(t *testing.T) {
 	}
 }
 
-func TestMaskIDNumbers(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"2021001,张三", "2021001,张三"},
-		{"33010219900101123X", "******************"},
-		{"33010219900101123x,", "******************,"},
-		{"330102199001011234", "******************"},
-		{"a330102900101123b", "a***************b"},         // 15 digits
-		{"12345678901234", "12345678901234"},               // 14: kept
-		{"1234567890123456X", "****************X"},         // 16 digits: masked, X kept
-		{"99330102199001011234X", "*********************"}, // glued to other digits
-		{"1,33010219900101123X,2", "1,******************,2"},
-	}
-	for _, tt := range tests {
-		if got := string(MaskIDNumbers([]byte(tt.in))); got != tt.want {
-			t.Errorf("MaskIDNumbers(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-	in := []byte("330102199001011234")
-	MaskIDNumbers(in)
-	if string(in) != "330102199001011234" {
-		t.Error("MaskIDNumbers changed its argument")
-	}
-	if got := string(maskCut([]byte("a,12,3301021"))); got != "a,12,*******" {
-		t.Errorf("maskCut = %q", got)
-	}
-}
-
 func TestParseHexBytes(t *testing.T) {
 	tests := []struct {
 		in   string

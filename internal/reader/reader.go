@@ -17,7 +17,7 @@
 //
 // Frames that do not decode are stored as rejections with their raw bytes,
 // after every run of digits that could be an ID number has been masked
-// (MaskIDNumbers). The plaintext ID number never reaches the Store, a log line
+// (redact.Bytes). The plaintext ID number never reaches the Store, a log line
 // or an error: frame contents are logged only at debug level, masked, and the
 // roster's idCard column is never logged.
 //
@@ -44,6 +44,8 @@ import (
 
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
+
+	"scanagent/internal/redact"
 )
 
 const (
@@ -267,7 +269,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		port, path, err := r.openPort()
 		if err != nil {
-			msg := redact(err.Error())
+			msg := redact.IDNumbers(err.Error())
 			switch {
 			case state == linkStarting:
 				r.log.Warn("serial port unavailable; retrying", keyPort, r.cfg.Port, keyErr, msg, keyRetry, r.retry.String())
@@ -299,7 +301,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact(err.Error()), keyRetry, r.retry.String())
+		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact.IDNumbers(err.Error()), keyRetry, r.retry.String())
 		state, lastErr = linkLost, ""
 		if !sleep(ctx, r.retry) {
 			break
@@ -439,7 +441,7 @@ func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, re
 		Time:   at,
 	}
 	if err := r.store.Reject(ctx, rj); err != nil && ctx.Err() == nil {
-		r.log.Warn("could not store a rejected frame", keyErr, redact(err.Error()))
+		r.log.Warn("could not store a rejected frame", keyErr, redact.IDNumbers(err.Error()))
 	}
 	if r.lastRejectLog.IsZero() || at.Sub(r.lastRejectLog) >= rejectLogEvery || at.Before(r.lastRejectLog) {
 		r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
@@ -490,7 +492,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		if err != nil {
 			r.flush(ctx, port)
 			r.storeFailed.Add(1)
-			r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact(err.Error()))
+			r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact.IDNumbers(err.Error()))
 			r.ack(port, r.ackFail)
 			return
 		}
@@ -513,13 +515,13 @@ func (r *Reader) flush(ctx context.Context, port serial.Port) {
 		}
 		switch {
 		case ctx.Err() != nil:
-			r.log.Warn("scan not stored: stopping", keyErr, redact(err.Error()))
+			r.log.Warn("scan not stored: stopping", keyErr, redact.IDNumbers(err.Error()))
 		case errors.Is(err, queue.ErrFull) || errors.Is(err, queue.ErrWrite):
 			// The agent logs the queue filling up or failing to write, and
 			// recovering, once each (one line per state change).
-			r.log.Debug("scan not stored", keyErr, redact(err.Error()))
+			r.log.Debug("scan not stored", keyErr, redact.IDNumbers(err.Error()))
 		default:
-			r.log.Error("scan not stored", keyErr, redact(err.Error()))
+			r.log.Error("scan not stored", keyErr, redact.IDNumbers(err.Error()))
 		}
 	}
 	acks := make([]byte, 0, len(r.pending)*max(len(r.ackOK), len(r.ackFail)))
@@ -561,6 +563,6 @@ func (r *Reader) ack(port serial.Port, b []byte) {
 		return
 	}
 	if _, err := port.Write(b); err != nil {
-		r.log.Debug("could not write ack bytes", keyErr, redact(err.Error()))
+		r.log.Debug("could not write ack bytes", keyErr, redact.IDNumbers(err.Error()))
 	}
 }

@@ -119,9 +119,9 @@ func TestRejectionsOverPTY(t *testing.T) {
 		wantRaw    string
 		wantReason string
 	}{
-		{"2021001,张三\n", "2021001,张三", "delimited: got 2 columns, want 4"},
+		{"2021001,张三\n", "*******,张三", "delimited: got 2 columns, want 4"},
 		{",张三," + plainID + ",1\n", ",张三,******************,1", "frame has no xgh"}, // the X is masked too
-		{"2021001,\xff\xfe," + plainID15 + ",1\r\n", "2021001,\xff\xfe,***************,1", "frame is not valid UTF-8"},
+		{"2021001,\xff\xfe," + plainID15 + ",1\r\n", "*******,\xff\xfe,***************,1", "frame is not valid UTF-8"},
 		{"junk," + plainID + "0\n", "junk,******************0", "delimited: got 2 columns, want 4"},
 		{long + "\r\n", strings.Repeat("*", 30) + ",*********", "frame longer than max_frame (40 bytes)"},
 	}
