@@ -11,8 +11,11 @@ import (
 type configCmd struct{}
 
 func (c *configCmd) Run(_ context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("usage: scanagent config check|example")
+	if err := groupArgs(e, "config", args); err != nil {
+		return err
+	}
+	if _, ok := lookupHelp("config " + args[0]); !ok {
+		return unknownSubcommand("config", args[0])
 	}
 	fs := newFlagSet("config " + args[0])
 	if err := parseFlags(e, fs, args[1:]); err != nil {
@@ -33,5 +36,5 @@ func (c *configCmd) Run(_ context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "ok")
 		return nil
 	}
-	return usagef("unknown config command %q (use check or example)", args[0])
+	return unknownSubcommand("config", args[0])
 }

@@ -26,11 +26,9 @@ import (
 // both ways (the running agent salvages files in data_dir).
 type queueCmd struct{}
 
-const queueUsage = "usage: scanagent queue stats|list|show|retry|drop|export|compact|salvage (see scanagent help)"
-
 func (c *queueCmd) Run(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("%s", queueUsage)
+	if err := groupArgs(e, "queue", args); err != nil {
+		return err
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -51,7 +49,7 @@ func (c *queueCmd) Run(ctx context.Context, e *env, args []string) error {
 	case "salvage":
 		return c.salvage(ctx, e, args)
 	}
-	return usagef("unknown queue command %q (use stats, list, show, retry, drop, export, compact or salvage)", sub)
+	return unknownSubcommand("queue", sub)
 }
 
 // parseArgs parses flags placed before, between or after the positional

@@ -39,13 +39,14 @@ type serviceManager interface {
 	Status() (service.Status, error)
 }
 
-const serviceUsage = "usage: scanagent service install|uninstall|start|stop|restart|status [--config PATH] [--timeout D]"
-
 func (c *serviceCmd) Run(_ context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("%s", serviceUsage)
+	if err := groupArgs(e, "service", args); err != nil {
+		return err
 	}
 	action := args[0]
+	if _, ok := lookupHelp("service " + action); !ok {
+		return unknownSubcommand("service", action)
+	}
 	fs := newFlagSet("service " + action)
 	timeout := fs.Duration("timeout", service.DefaultControlTimeout, "how long to wait for the service manager")
 	if err := parseFlags(e, fs, args[1:]); err != nil {
@@ -53,11 +54,6 @@ func (c *serviceCmd) Run(_ context.Context, e *env, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("service %s: unexpected argument %q", action, fs.Arg(0))
-	}
-	switch action {
-	case "install", "uninstall", "start", "stop", "restart", "status":
-	default:
-		return usagef("unknown service command %q (%s)", action, serviceUsage)
 	}
 	newManager, supported := c.newManager, c.supported
 	if newManager == nil {

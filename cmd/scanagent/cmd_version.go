@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // Stamped at build time with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
@@ -58,9 +59,7 @@ func newFlagSet(name string) *flag.FlagSet {
 func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(e.stdout)
-		fmt.Fprintf(e.stdout, "Usage of %s:\n", fs.Name())
-		fs.PrintDefaults()
+		writeCommandHelp(e.stdout, strings.TrimPrefix(fs.Name(), "scanagent "), fs)
 		return exitError{0}
 	}
 	if err != nil {

@@ -64,42 +64,6 @@ func commands() map[string]command {
 	}
 }
 
-const usageText = `scanagent reads card and QR scans from serial devices and uploads them to the campus platform.
-
-Usage: scanagent [--config PATH] COMMAND [ARGS]
-
-Commands:
-  run                          run the agent in the foreground until Ctrl-C / SIGTERM
-  config check                 validate the configuration file; prints ok or every problem
-  config example               print the annotated example configuration
-  queue stats [--json]         counts of pending, dead, rejected and delivered scans
-  queue list [--dead|--rejected] [--limit N] [--json]
-                               records, oldest first (idCard shown as ***)
-  queue show ID [--json]       one record in full (idCard shown as ***)
-  queue retry ID|--all-dead    move dead records back to pending
-  queue drop ID --yes          delete one record for good
-  queue export [--dead|--rejected] [--format jsonl|csv] [--include-idcard]
-                               every record of a state to standard output
-  queue compact                shrink queue.db (only while the agent is stopped)
-  queue salvage FILE           copy the readable records of a damaged queue file into the queue
-  ports [--json]               list serial ports with USB VID:PID, serial number and the port = value to use
-  monitor [--reader NAME] [--raw]
-                               print a reader's frames and decoded fields; stores nothing
-  encrypt --app-id ID VALUE    print VALUE encrypted as the platform expects an idCard
-  devserver [flags]            run a local emulation of the platform (see devserver --help)
-  doctor                       check config, data dir, ports, platform DNS/TCP/TLS and the token
-  demo                         run the whole system with a virtual scanner and a local platform
-  version                      print version, commit, Go version and OS/arch
-  service install [--config PATH]
-                               install the system service (systemd, Windows) that runs
-                               'run' with the absolute PATH; it starts at boot
-  service start|stop|restart   control the installed service [--timeout 45s]
-  service status               print running, stopped or not installed (exit 0 if running)
-  service uninstall            stop and remove the service; configuration and queue stay
-
-The configuration file is --config PATH (-c), else $SCANAGENT_CONFIG, else ` + "%s" + `.
-`
-
 // runMain runs one command line and returns the exit status.
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
@@ -109,13 +73,19 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil {
 		name := rest[0]
-		if name == "help" || name == "-h" || name == "--help" {
-			fmt.Fprintf(stdout, usageText, config.DefaultPath())
+		switch {
+		case name == "--version" || name == "-version":
+			name, rest = "version", append([]string{"version"}, rest[1:]...)
+		case isHelpArg(name) || (name == "help" && (len(rest) == 1 || isHelpArg(rest[1]))):
+			writeTopHelp(stdout)
 			return 0
+		case name == "help":
+			// scanagent help queue drop = scanagent queue drop --help
+			name, rest = rest[1], append(rest[1:], "--help")
 		}
 		cmd, ok := commands()[name]
 		if !ok {
-			err = usagef("unknown command %q (commands: %s)", name, commandNames())
+			err = usagef("unknown command %q (commands: %s; see scanagent help)", name, commandNames())
 		} else {
 			err = cmd.Run(ctx, e, rest[1:])
 		}
