@@ -328,10 +328,45 @@ func syntaxProblem(path, text string, err error) Problem {
 			p.Line, p.Col = line, utf8.RuneCountInString(text[start:off])+1
 		}
 	}
-	if strings.Contains(p.Msg, "invalid escape") {
-		p.Msg += `; backslashes need single quotes: write Windows paths as 'C:\ProgramData\scanagent\data'`
-	}
+	p.Key, p.Msg = syntaxHint(lineAt(text, p.Line), p.Msg)
 	return p
+}
+
+// lineAt returns line n (1-based) of text, "" when there is none.
+func lineAt(text string, n int) string {
+	lines := strings.Split(text, "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
+}
+
+var keyValueRE = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=\s*(.*?)\s*(?:#.*)?$`)
+
+// syntaxHint names the key of the line a TOML syntax error is on and adds
+// the fix for the mistakes technicians make: a Windows path in double
+// quotes, a bare value that should be quoted, quotes a word processor
+// curled, a sub-table before its [[reader]].
+func syntaxHint(line, msg string) (key, hinted string) {
+	var val string
+	if m := keyValueRE.FindStringSubmatch(line); m != nil {
+		key, val = m[1], m[2]
+	}
+	switch {
+	case strings.Contains(msg, "invalid escape"):
+		msg += `; backslashes need single quotes: write Windows paths as 'C:\ProgramData\scanagent\data'`
+	case strings.ContainsAny(line, "“”‘’＂"):
+		fixed := strings.NewReplacer("“", `"`, "”", `"`, "‘", "'", "’", "'", "＂", `"`).Replace(strings.TrimSpace(line))
+		if key != "" {
+			fixed = key + " = " + strings.NewReplacer("“", `"`, "”", `"`, "‘", "'", "’", "'", "＂", `"`).Replace(val)
+		}
+		msg += fmt.Sprintf("; these are typographic quotes (a word processor or chat app curled them): type straight quotes, as in %s", fixed)
+	case key != "" && val != "" && !strings.ContainsAny(val[:1], `"'[{`) && val != "true" && val != "false":
+		msg += fmt.Sprintf(`; text, hex bytes and durations are written in quotes: %s = "%s"`, key, val)
+	case strings.Contains(msg, "Key 'reader' was already created and cannot be used as an array"):
+		msg = `[reader.map] (or another [reader.…] table) comes before the first [[reader]]: move it below the [[reader]] table it belongs to, after that reader's keys`
+	}
+	return key, msg
 }
 
 // displayKey names an indexed key path as the user writes it:

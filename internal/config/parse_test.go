@@ -70,7 +70,7 @@ func TestParseValid(t *testing.T) {
 	t.Setenv(EnvSecret, "")
 	cfg := mustParse(t, head+reader1+`[[reader]]
 name = "r2"
-port = "COM3"
+port = "/dev/ttyS2"
 term_name = "t2"
 term_sn = "sn2"
 baud = 115200
@@ -93,7 +93,7 @@ studentNo = "xgh"
 		t.Errorf("reader 1:\ngot  %+v\nwant %+v", cfg.Readers[0], want1)
 	}
 	want2 := DefaultReader()
-	want2.Name, want2.Port, want2.TermName, want2.TermSn = "r2", "COM3", "t2", "sn2"
+	want2.Name, want2.Port, want2.TermName, want2.TermSn = "r2", "/dev/ttyS2", "t2", "sn2"
 	want2.Baud, want2.Fields, want2.Map = 115200, []string{"-", "xgh"}, map[string]string{"studentNo": "xgh"}
 	if !reflect.DeepEqual(cfg.Readers[1], want2) {
 		t.Errorf("reader 2:\ngot  %+v\nwant %+v", cfg.Readers[1], want2)

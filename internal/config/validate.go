@@ -29,6 +29,7 @@ var FieldNames = []string{"xgh", "name", "idCard", "userType", "card"}
 // Parse already calls it.
 func (c *Config) Validate() Problems {
 	v := &validator{c: c}
+	v.traps()
 	v.agent()
 	v.platform()
 	v.upload()
@@ -41,11 +42,17 @@ func (c *Config) Validate() Problems {
 type validator struct {
 	c     *Config
 	probs Problems
+	// trapped are the keys traps reported: their other checks would only
+	// repeat the same mistake in other words.
+	trapped map[string]bool
 }
 
 // add records a problem for the key at path ("platform.timeout",
 // "reader[2].baud").
 func (v *validator) add(path, format string, args ...any) {
+	if v.trapped[path] {
+		return
+	}
 	p := Problem{Path: v.c.Path, Key: displayKey(path, false), Msg: fmt.Sprintf(format, args...)}
 	p.Line, p.Col, _ = v.c.src.position(path)
 	v.probs = append(v.probs, p)

@@ -95,7 +95,7 @@ func TestValidate(t *testing.T) {
 		{"port duplicate", func(c *Config) { second(c).Port = "/dev/ttyUSB0" }, "reader[2].port", "is also the port of reader[1]"},
 		{"port usb bad", func(c *Config) { c.Readers[0].Port = "usb:1a86:75" }, "reader[1].port", `"usb:VID:PID"`},
 		{"port usb", func(c *Config) { c.Readers[0].Port = "usb:1A86:7523:A1B2" }, "", ""},
-		{"port COM", func(c *Config) { c.Readers[0].Port = "COM3" }, "", ""},
+		{"port usb", func(c *Config) { c.Readers[0].Port = "usb:1a86:7523" }, "", ""},
 		{"baud", func(c *Config) { c.Readers[0].Baud = 0 }, "reader[1].baud", "is 0"},
 		{"data_bits 4", func(c *Config) { c.Readers[0].DataBits = 4 }, "reader[1].data_bits", "use 5, 6, 7 or 8"},
 		{"data_bits 9", func(c *Config) { c.Readers[0].DataBits = 9 }, "reader[1].data_bits", "use 5, 6, 7 or 8"},
