@@ -52,7 +52,7 @@ if command -v systemctl >/dev/null; then
 fi
 "$root/usr/bin/scanagent" version
 # The shipped configuration is the example: not configured, so `config
-# check` refuses it (and the unit's ExecStartPre with it).
+# check` refuses it (and the unit's run --wait-config waits for it).
 if "$root/usr/bin/scanagent" --config "$root/etc/scanagent/config.toml" config check >/dev/null 2>&1; then
   fail "config check accepts the unconfigured example"
 fi

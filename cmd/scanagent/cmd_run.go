@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"time"
 
 	"scanagent/internal/service"
 )
@@ -17,8 +21,14 @@ type runCmd struct {
 
 func (c *runCmd) Run(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("run")
+	wait := fs.Bool("wait-config", false, "when the configuration is missing or invalid, say so once and wait for it to be fixed instead of exiting (the packaged service runs this)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
+	}
+	if *wait {
+		if err := waitForConfig(ctx, e, configPoll); err != nil || ctx.Err() != nil {
+			return err
+		}
 	}
 	interactive := c.interactive
 	if interactive == nil {
@@ -59,4 +69,41 @@ func runAgent(ctx context.Context, e *env, serviceLog string) error {
 		return err
 	}
 	return a.run(ctx)
+}
+
+// configPoll is how often a waiting agent looks at its configuration file.
+var configPoll = 2 * time.Second
+
+// waitForConfig returns once the configuration file is valid. Until then it
+// prints the problems, once for each version of the file, and the next step;
+// it returns nil when ctx ends first. A freshly installed package enables the
+// service before anyone has configured it: this keeps the unit waiting
+// quietly instead of failing and restarting every few seconds.
+func waitForConfig(ctx context.Context, e *env, every time.Duration) error {
+	var seen []byte
+	first := true
+	for {
+		data, readErr := os.ReadFile(e.configPath)
+		if first || !bytes.Equal(data, seen) {
+			seen = data
+			_, err := e.loadConfig()
+			if err == nil {
+				if !first {
+					fmt.Fprintf(e.stderr, "scanagent: %s is valid now; starting\n", e.configPath)
+				}
+				return nil
+			}
+			if readErr != nil && !os.IsNotExist(readErr) && !os.IsPermission(readErr) {
+				return err
+			}
+			report(e.stderr, err)
+			fmt.Fprintf(e.stderr, "scanagent: waiting for a valid configuration in %s: edit it (scanagent config check lists what is wrong); the agent starts by itself once it is valid\n", e.configPath)
+			first = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
 }

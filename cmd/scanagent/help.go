@@ -23,7 +23,7 @@ type helpEntry struct {
 }
 
 var helpEntries = []helpEntry{
-	{name: "run", summary: "run the agent in the foreground until Ctrl-C / SIGTERM (what the service runs)",
+	{name: "run", synopsis: "[--wait-config]", summary: "run the agent in the foreground until Ctrl-C / SIGTERM (what the service runs)",
 		details:  "Reads every [[reader]], stores each valid scan in data_dir/queue.db before acknowledging it, and uploads the queue to the platform.",
 		examples: []string{"scanagent run -c /etc/scanagent/config.toml"}},
 	{name: "config check", synopsis: "", summary: "validate the configuration file; prints ok or every problem (exit 2)",

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w (create it with: scanagent config example > %s)", err, path)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: %s", err, permissionFix())
 		}
 		return nil, err
 	}
@@ -650,4 +654,14 @@ func (c *Config) resolvePaths() {
 	for i := range c.Readers {
 		resolve(&c.Readers[i].Roster)
 	}
+}
+
+// permissionFix is the next step when the configuration cannot be read: it
+// holds the client secret, so the package lets only root and the service's
+// group read it.
+func permissionFix() string {
+	if runtime.GOOS == "windows" {
+		return "the configuration is readable by Administrators and the service only: run this from an Administrator command prompt"
+	}
+	return "the configuration is readable by root and the scanagent group only: run this with sudo, or add your user to the group (sudo usermod -aG scanagent $USER, then log in again)"
 }

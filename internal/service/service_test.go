@@ -73,8 +73,7 @@ func TestUnitText(t *testing.T) {
 		ReadWritePaths: []string{"/srv/scan data", "/var/log/scanagent"},
 	})
 	for _, want := range []string{
-		"\nExecStart=\"/opt/scan agent/scanagent\" --config /etc/scanagent/100%%.toml run\n",
-		"\nExecStartPre=\"/opt/scan agent/scanagent\" --config /etc/scanagent/100%%.toml config check\n",
+		"\nExecStart=\"/opt/scan agent/scanagent\" --config /etc/scanagent/100%%.toml run --wait-config\n",
 		"\nReadWritePaths=-\"/srv/scan data\" -/var/log/scanagent\n",
 		"\nRestart=always\n", "\nRestartSec=5\n", "\nUser=scanagent\n", "\nSupplementaryGroups=dialout\n",
 		"\nStateDirectory=scanagent\n", "\nProtectSystem=strict\n", "\nNoNewPrivileges=yes\n",

@@ -19,7 +19,7 @@ var PackagedUnit = Unit{Executable: "/usr/bin/scanagent", ConfigPath: "/etc/scan
 
 // UnitText is the hardened systemd unit: a dedicated user in the dialout
 // group, the queue in the StateDirectory, the file system read-only
-// otherwise, the config checked before each start, restarted 5 s after any
+// otherwise, waiting for a valid config (run --wait-config), restarted 5 s after any
 // exit, and a stop timeout well past the agent's own bound.
 func UnitText(u Unit) string {
 	exe, cfg := systemdQuote(u.Executable), systemdQuote(u.ConfigPath)
@@ -57,7 +57,7 @@ Description=scanagent - campus scan terminal agent
 Documentation=file:///usr/share/doc/scanagent/README.md
 After=network-online.target
 Wants=network-online.target
-# Keep retrying while the configuration is being fixed.
+# Keep retrying after a crash, however often.
 StartLimitIntervalSec=0
 
 [Service]
@@ -65,8 +65,10 @@ Type=simple
 User=scanagent
 Group=scanagent
 SupplementaryGroups=dialout
-ExecStartPre=@EXE@ --config @CONFIG@ config check
-ExecStart=@EXE@ --config @CONFIG@ run
+# --wait-config: an unconfigured or broken config.toml is reported once in
+# the journal and the agent waits for it to be fixed, instead of failing
+# and restarting every 5 s.
+ExecStart=@EXE@ --config @CONFIG@ run --wait-config
 Restart=always
 RestartSec=5
 # The agent stops within 20 s of SIGTERM (readers, in-flight uploads, queue).

@@ -63,6 +63,8 @@ scanagent is installed and enabled, but not started: configure it first.
   2. Check it:   scanagent config check
   3. Start it:   systemctl start scanagent
   4. Watch it:   journalctl -u scanagent -f
+If it starts before that (at the next boot), it waits for a valid
+configuration and says what is wrong once in the journal.
 
 MSG
 fi
