@@ -176,7 +176,8 @@ func (d *doctor) checkPorts(ctx context.Context, cfg *config.Config, health *adm
 		case err == nil:
 			d.fail(what, errors.New("did not open within 3 s"), "check the cable and `scanagent ports`")
 		default:
-			d.fail(what, err, "check the cable, `scanagent ports` for the device name, and that the agent's user is in the dialout group")
+			f := reader.DiagnosePort(rc.Port, err)
+			d.fail(what, fmt.Errorf("%s (%v)", f.Cause, err), f.Fix)
 		}
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.bug.st/serial"
-
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
@@ -57,16 +55,11 @@ func (c *monitorCmd) Run(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "port %s open; waiting for scans\n", path)
 		},
 	}, func(ev reader.Event) { printEvent(e, ev, *raw) })
-	var pe *serial.PortError
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.As(err, &pe) && pe.Code() == serial.PortBusy:
-		return fmt.Errorf("%w\nthe port is in use by another program (the agent, or a terminal program): stop it and run monitor again", err)
-	case errors.As(err, &pe) && pe.Code() == serial.PermissionDenied, errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%w\nno permission to open the port: run as root, or add this user to the port's group (dialout on Debian/Ubuntu)", err)
 	}
-	return err
+	f := reader.DiagnosePort(rc.Port, err)
+	return fmt.Errorf("%w\n%s\nfix: %s", err, f.Cause, f.Fix)
 }
 
 // pickReader finds the [[reader]] named name, or the only one.

@@ -160,7 +160,8 @@ term_sn = "GATE-0002"
 		t.Errorf("unknown reader: exit %d, stderr %q", code, errs)
 	}
 	code, _, errs = runCLI(t, context.Background(), "-c", cfgPath, "monitor", "--reader", "gate-2")
-	if code != 1 || !strings.Contains(errs, "/dev/ttyNOPE") {
+	if code != 1 || !strings.Contains(errs, "/dev/ttyNOPE") || !strings.Contains(errs, "the port does not exist") ||
+		!strings.Contains(errs, "fix: plug the scanner in and check its cable; `scanagent ports` lists the ports") {
 		t.Errorf("missing port: exit %d, stderr %q", code, errs)
 	}
 }

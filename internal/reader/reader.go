@@ -72,6 +72,8 @@ const (
 	keyReason  = "reason"
 	keyFrame   = "frame"
 	keyRetry   = "retry_every"
+	keyCause   = "cause"
+	keyFix     = "fix"
 	keyID      = "id"
 	keyBytes   = "bytes"
 	keySkipped = "not_logged_since"
@@ -270,15 +272,16 @@ func (r *Reader) Run(ctx context.Context) error {
 		port, path, err := r.openPort()
 		if err != nil {
 			msg := redact.IDNumbers(err.Error())
+			fault := DiagnosePort(r.cfg.Port, err)
 			switch {
 			case state == linkStarting:
-				r.log.Warn("serial port unavailable; retrying", keyPort, r.cfg.Port, keyErr, msg, keyRetry, r.retry.String())
+				r.log.Warn("serial port unavailable; retrying", keyPort, r.cfg.Port, keyErr, msg, keyCause, fault.Cause, keyFix, fault.Fix, keyRetry, r.retry.String())
 			case state == linkLost && lastErr == "":
 				// The disconnect was logged; the port being gone is its
 				// usual consequence.
 				r.log.Debug("serial port still unavailable", keyErr, msg)
 			case msg != lastErr:
-				r.log.Warn("serial port still unavailable", keyPort, r.cfg.Port, keyErr, msg)
+				r.log.Warn("serial port still unavailable", keyPort, r.cfg.Port, keyErr, msg, keyCause, fault.Cause, keyFix, fault.Fix)
 			default:
 				r.log.Debug("serial port still unavailable", keyErr, msg)
 			}
