@@ -90,6 +90,10 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	q, moved, err := queue.OpenOrQuarantine(dbPath, queue.Options{
 		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Now: now,
 	})
+	if errors.Is(err, queue.ErrLocked) {
+		return nil, fmt.Errorf("%w\nanother scanagent already runs with data_dir %s (two agents would fight over the scanners): "+
+			"stop it first (scanagent service stop), or give this one its own data_dir and [[reader]] ports", err, cfg.Agent.DataDir)
+	}
 	if err != nil {
 		return nil, err
 	}

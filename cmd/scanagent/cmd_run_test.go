@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"scanagent/internal/queue"
 )
 
 // TestWaitForConfig: an invalid file is reported once (not at every poll),
@@ -58,5 +60,22 @@ func TestWaitForConfig(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("after cancel: %v, want nil", err)
+	}
+}
+
+// TestSecondAgentSaysWhatToDo: an agent started while another holds the
+// same data_dir stops with the reason and the next step.
+func TestSecondAgentSaysWhatToDo(t *testing.T) {
+	_, port := scannerPTY(t)
+	dataDir := t.TempDir()
+	q, err := queue.Open(filepath.Join(dataDir, queueFile), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cfgPath := writeFile(t, "config.toml", validConfig(t, dataDir, "http://127.0.0.1:1", port))
+	code, _, errs := runCLI(t, context.Background(), "-c", cfgPath, "run")
+	if code != 1 || !strings.Contains(errs, "another scanagent already runs with data_dir "+dataDir) || !strings.Contains(errs, "stop it first (scanagent service stop)") {
+		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
