@@ -63,11 +63,14 @@ func (c *serviceCmd) Run(_ context.Context, e *env, args []string) error {
 		supported = service.Supported
 	}
 
-	var def service.Definition
-	if action == "install" {
-		if err := supported(); err != nil {
+	if err := supported(); err != nil {
+		if action == "install" {
 			return err
 		}
+		return fmt.Errorf("service %s: %w; without a service manager, see whether an agent runs with: ps -C scanagent -o pid,args", action, err)
+	}
+	var def service.Definition
+	if action == "install" {
 		var err error
 		if def, err = c.definition(e); err != nil {
 			return err

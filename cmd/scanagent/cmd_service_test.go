@@ -113,6 +113,13 @@ func TestServiceInstallRefusals(t *testing.T) {
 	if code, _, errs := runService(t, c, "service", "install"); code != 1 || !strings.Contains(errs, "unix-systemv") {
 		t.Errorf("unsupported: exit %d, stderr %q", code, errs)
 	}
+	// Every action says so, with the next step, not a raw exit status.
+	for _, action := range []string{"status", "start", "stop", "restart", "uninstall"} {
+		code, _, errs := runService(t, c, "service", action)
+		if code != 1 || !strings.Contains(errs, "service "+action+`: this system uses "unix-systemv"`) || !strings.Contains(errs, "ps -C scanagent") {
+			t.Errorf("unsupported %s: exit %d, stderr %q", action, code, errs)
+		}
+	}
 	if runtime.GOOS != "linux" {
 		return
 	}

@@ -141,7 +141,7 @@ func Supported() error {
 	case "linux-systemd", "windows-service":
 		return nil
 	default:
-		return fmt.Errorf("service install supports systemd and Windows; this system uses %q: "+
+		return fmt.Errorf("the service commands support systemd and Windows; this system uses %q: "+
 			"install packaging/systemd/scanagent.service by hand or run `scanagent run` from your init system", p)
 	}
 }
