@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"scanagent/internal/admin"
@@ -30,26 +31,85 @@ import (
 // runs it fetches none and asks the agent's /healthz instead.
 type doctorCmd struct{}
 
-// doctor collects check results.
+// doctor collects check results: printed as they come, one line each, or
+// with --json as one document at the end.
 type doctor struct {
-	e      *env
-	failed int
+	e       *env
+	asJSON  bool
+	section string // the check running: config, data_dir, queue, port, platform, token
+	results []checkResult
+	failed  int
 }
 
-func (d *doctor) ok(format string, a ...any) { fmt.Fprintf(d.e.stdout, "✓ "+format+"\n", a...) }
+// checkResult is one line of doctor's report; --json prints them as is.
+type checkResult struct {
+	Check  string `json:"check"`  // config, data_dir, queue, port, platform, token
+	Status string `json:"status"` // ok, fail or warn
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
 
-// fail prints a failed check with its cause and what to do.
+func (d *doctor) add(r checkResult) {
+	d.results = append(d.results, r)
+	if d.asJSON {
+		return
+	}
+	switch r.Status {
+	case "ok":
+		fmt.Fprintf(d.e.stdout, "✓ %s\n", r.Detail)
+	case "warn":
+		fmt.Fprintf(d.e.stdout, "! %s\n", r.Detail)
+	default:
+		fmt.Fprintf(d.e.stdout, "✗ %s\n    fix: %s\n", r.Detail, r.Fix)
+	}
+}
+
+func (d *doctor) ok(format string, a ...any) {
+	d.add(checkResult{Check: d.section, Status: "ok", Detail: fmt.Sprintf(format, a...)})
+}
+
+func (d *doctor) warn(format string, a ...any) {
+	d.add(checkResult{Check: d.section, Status: "warn", Detail: fmt.Sprintf(format, a...)})
+}
+
+// fail reports a failed check with its cause and what to do.
 func (d *doctor) fail(what string, err error, fix string) {
 	d.failed++
-	fmt.Fprintf(d.e.stdout, "✗ %s: %v\n    fix: %s\n", what, err, fix)
+	d.add(checkResult{Check: d.section, Status: "fail", Detail: fmt.Sprintf("%s: %v", what, err), Fix: fix})
+}
+
+// finish prints the summary (or the JSON document) and sets the exit status.
+func (d *doctor) finish(code int) error {
+	if d.asJSON {
+		enc := json.NewEncoder(d.e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			OK     bool          `json:"ok"`
+			Failed int           `json:"failed"`
+			Checks []checkResult `json:"checks"`
+		}{d.failed == 0, d.failed, d.results}); err != nil {
+			return err
+		}
+	} else if code != 2 {
+		if d.failed > 0 {
+			fmt.Fprintf(d.e.stdout, "%d check(s) failed\n", d.failed)
+		} else {
+			fmt.Fprintln(d.e.stdout, "all checks passed")
+		}
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
 }
 
 func (c *doctorCmd) Run(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("doctor")
+	asJSON := fs.Bool("json", false, "print one JSON document: ok, failed, and each check with status, detail and fix")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	d := &doctor{e: e}
+	d := &doctor{e: e, asJSON: *asJSON, section: "config"}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		var probs config.Problems
@@ -57,14 +117,14 @@ func (c *doctorCmd) Run(ctx context.Context, e *env, args []string) error {
 			for _, p := range probs {
 				d.fail("config", p, "edit the file; `scanagent config check` lists every problem")
 			}
-			return exitError{2}
+			return d.finish(2)
 		}
 		d.fail("config", err, "create it with `scanagent config example > "+e.configPath+"`")
-		return exitError{2}
+		return d.finish(2)
 	}
 	d.ok("config %s is valid", cfg.Path)
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(e.stdout, "! %s\n", w)
+		d.warn("%s", w)
 	}
 
 	d.checkDataDir(cfg)
@@ -73,14 +133,13 @@ func (c *doctorCmd) Run(ctx context.Context, e *env, args []string) error {
 	d.checkPlatform(ctx, cfg)
 	d.checkToken(ctx, cfg, health, running)
 	if d.failed > 0 {
-		fmt.Fprintf(e.stdout, "%d check(s) failed\n", d.failed)
-		return exitError{1}
+		return d.finish(1)
 	}
-	fmt.Fprintln(e.stdout, "all checks passed")
-	return nil
+	return d.finish(0)
 }
 
 func (d *doctor) checkDataDir(cfg *config.Config) {
+	d.section = "data_dir"
 	dir := cfg.Agent.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		d.fail("data dir "+dir, err, "create it and give the agent's user write access (the .deb does: /var/lib/scanagent, owner scanagent)")
@@ -105,6 +164,7 @@ func (d *doctor) checkDataDir(cfg *config.Config) {
 // checkQueue opens the queue read-only. A lock held by another process means
 // the agent is running; then its /healthz is the source for the rest.
 func (d *doctor) checkQueue(cfg *config.Config) (health *admin.Health, running bool) {
+	d.section = "queue"
 	path := filepath.Join(cfg.Agent.DataDir, queueFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		d.ok("queue %s does not exist yet (created at the first start)", path)
@@ -153,6 +213,7 @@ func fetchHealth(cfg *config.Config) (*admin.Health, error) {
 }
 
 func (d *doctor) checkPorts(ctx context.Context, cfg *config.Config, health *admin.Health, running bool) {
+	d.section = "port"
 	for _, rc := range cfg.Readers {
 		what := fmt.Sprintf("reader %s port %s", rc.Name, rc.Port)
 		if running {
@@ -183,6 +244,7 @@ func (d *doctor) checkPorts(ctx context.Context, cfg *config.Config, health *adm
 }
 
 func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
+	d.section = "platform"
 	u, err := url.Parse(cfg.Platform.BaseURL)
 	if err != nil {
 		d.fail("platform base_url", err, "set [platform] base_url")
@@ -194,7 +256,7 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 	}
 	req, _ := http.NewRequest(http.MethodPost, u.String(), nil)
 	if proxy, perr := http.ProxyFromEnvironment(req); perr == nil && proxy != nil {
-		fmt.Fprintf(d.e.stdout, "! the platform is reached through the proxy %s (HTTPS_PROXY / HTTP_PROXY)\n", proxy.Redacted())
+		d.warn("the platform is reached through the proxy %s (HTTPS_PROXY / HTTP_PROXY; NO_PROXY lists hosts reached directly)", proxy.Redacted())
 		host, port = proxy.Hostname(), proxy.Port()
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -207,7 +269,11 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 	d.ok("DNS %s → %s", host, strings.Join(addrs, ", "))
 	conn, err := (&net.Dialer{}).DialContext(cctx, "tcp", net.JoinHostPort(host, port))
 	if err != nil {
-		d.fail("TCP "+net.JoinHostPort(host, port), err, "a firewall or the campus network blocks it; ask the network team to open it")
+		fix := "a firewall or the campus network blocks it; ask the network team to open it"
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			fix = "nothing listens there: check the host and port of [platform] base_url (and HTTPS_PROXY / NO_PROXY if a proxy is used)"
+		}
+		d.fail("TCP "+net.JoinHostPort(host, port), err, fix)
 		return
 	}
 	d.ok("TCP %s connects", net.JoinHostPort(host, port))
@@ -236,6 +302,7 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 }
 
 func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *admin.Health, running bool) {
+	d.section = "token"
 	if running {
 		switch {
 		case health == nil:

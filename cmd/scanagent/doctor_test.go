@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,5 +54,43 @@ func TestDoctor(t *testing.T) {
 	}
 	if strings.Contains(out, "wrong-secret") {
 		t.Fatalf("doctor output shows the secret:\n%s", out)
+	}
+}
+
+// TestDoctorJSON: --json is one document with every check, its status and
+// fix; a refused connection is not blamed on a firewall.
+func TestDoctorJSON(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	// Nothing listens on port 1 of the loopback: connection refused.
+	cfg := validConfig(t, dataDir, "http://127.0.0.1:1", filepath.Join(t.TempDir(), "ttyNOPE"))
+	code, out, errs := runCLI(t, context.Background(), "-c", writeFile(t, "c.toml", cfg), "doctor", "--json")
+	if code != 1 || errs != "" {
+		t.Fatalf("exit %d, stderr %q; want 1 and nothing", code, errs)
+	}
+	var doc struct {
+		OK     bool          `json:"ok"`
+		Failed int           `json:"failed"`
+		Checks []checkResult `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, out)
+	}
+	if doc.OK || doc.Failed != 3 { // port, platform, token
+		t.Errorf("ok %v, failed %d; want false, 3\n%s", doc.OK, doc.Failed, out)
+	}
+	byCheck := map[string]checkResult{}
+	for _, c := range doc.Checks {
+		if c.Status == "fail" {
+			byCheck[c.Check] = c
+		}
+		if c.Status == "fail" && c.Fix == "" {
+			t.Errorf("failed check without a fix: %+v", c)
+		}
+	}
+	if c := byCheck["port"]; !strings.Contains(c.Fix, "scanagent ports") {
+		t.Errorf("port check: %+v", c)
+	}
+	if c := byCheck["platform"]; !strings.Contains(c.Detail, "TCP 127.0.0.1:1") || !strings.Contains(c.Fix, "nothing listens there") || strings.Contains(c.Fix, "firewall") {
+		t.Errorf("platform check: %+v", c)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,5 +93,41 @@ func TestHelpCoversEveryCommand(t *testing.T) {
 	code, out, _ := runCLI(t, context.Background(), "--version")
 	if code != 0 || !strings.HasPrefix(out, "scanagent ") || !strings.Contains(out, "os/arch:") {
 		t.Errorf("--version: exit %d\n%s", code, out)
+	}
+}
+
+// TestConfigCheckJSON: one document; each problem with its position, key,
+// message and fix apart; exit 2 as the text form.
+func TestConfigCheckJSON(t *testing.T) {
+	path := writeFile(t, "config.toml", "[agent]\ndata_dir = \"C:\\temp\\new\"\n[platform]\nclient_id = \"c\"\nclient_secret = \"s\"\napp_id = \"01\"\n"+
+		"[[reader]]\nname = \"r\"\nport = \"COM3\"\nterm_name = \"t\"\nterm_sn = \"sn\"\nbaud = 0\n")
+	code, out, errOut := runCLI(t, context.Background(), "-c", path, "config", "check", "--json")
+	if code != 2 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q; want 2 and nothing", code, errOut)
+	}
+	var doc struct {
+		OK       bool           `json:"ok"`
+		Problems []checkProblem `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if doc.OK || len(doc.Problems) < 2 {
+		t.Fatalf("got %+v", doc)
+	}
+	for _, p := range doc.Problems {
+		if p.File != path || p.Line == 0 || p.Key == "" || p.Message == "" || p.Fix == "" {
+			t.Errorf("problem lacks a part: %+v", p)
+		}
+	}
+	if p := doc.Problems[0]; p.Key != "[agent] data_dir" || !strings.Contains(p.Fix, "single quotes") {
+		t.Errorf("first problem %+v", p)
+	}
+
+	ok := writeFile(t, "ok.toml", "[agent]\ndata_dir = 'd'\n[platform]\nclient_id = \"c\"\nclient_secret = \"s\"\napp_id = \"01\"\n"+
+		"[[reader]]\nname = \"r\"\nport = \"usb:1a86:7523\"\nterm_name = \"t\"\nterm_sn = \"sn\"\n")
+	code, out, _ = runCLI(t, context.Background(), "-c", ok, "config", "check", "--json")
+	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"problems": []`) {
+		t.Errorf("valid config: exit %d\n%s", code, out)
 	}
 }

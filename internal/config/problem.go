@@ -46,6 +46,14 @@ func (p Problem) String() string {
 // Error implements error.
 func (p Problem) Error() string { return p.String() }
 
+// MessageAndFix splits Msg into what is wrong and what to do, where the
+// message follows the house form "what is wrong; what to do" (`is "x"; use
+// "a" or "b"`). fix is "" when the message names no fix apart.
+func (p Problem) MessageAndFix() (msg, fix string) {
+	msg, fix, _ = strings.Cut(p.Msg, "; ")
+	return msg, fix
+}
+
 // Problems is every problem found in a configuration; as an error it prints
 // one problem per line.
 type Problems []Problem
