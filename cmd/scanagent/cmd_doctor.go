@@ -20,6 +20,7 @@ import (
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
 	"scanagent/internal/redact"
+	"scanagent/internal/termtext"
 	"scanagent/internal/upload"
 )
 
@@ -36,12 +37,17 @@ type doctor struct {
 	failed int
 }
 
-func (d *doctor) ok(format string, a ...any) { fmt.Fprintf(d.e.stdout, "✓ "+format+"\n", a...) }
+// ok prints a passed check. Checks quote errors and answers from ports,
+// the platform and the running agent: their control characters are shown
+// escaped (termtext), never sent to the terminal.
+func (d *doctor) ok(format string, a ...any) {
+	fmt.Fprintf(d.e.stdout, "✓ %s\n", termtext.Line(fmt.Sprintf(format, a...)))
+}
 
 // fail prints a failed check with its cause and what to do.
 func (d *doctor) fail(what string, err error, fix string) {
 	d.failed++
-	fmt.Fprintf(d.e.stdout, "✗ %s: %v\n    fix: %s\n", what, err, fix)
+	fmt.Fprintf(d.e.stdout, "✗ %s: %s\n    fix: %s\n", termtext.Line(what), termtext.Line(err.Error()), fix)
 }
 
 func (c *doctorCmd) Run(ctx context.Context, e *env, args []string) error {
