@@ -11,4 +11,4 @@ require (
 	golang.org/x/sys v0.45.0
 )
 
-require golang.org/x/text v0.41.0 // indirect
+require golang.org/x/text v0.41.0
