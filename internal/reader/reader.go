@@ -121,7 +121,7 @@ type Options struct {
 // Stats are a Reader's counters since it was created.
 type Stats struct {
 	Read        uint64 // frames cut from the stream, rejected ones included
-	Rejected    uint64 // frames refused by the framer or the decoder
+	Rejected    uint64 // frames refused by the framer, the decoder or validation (ack_fail)
 	Debounced   uint64 // repeats within the dedupe window, acked and not stored
 	Stored      uint64 // records the Store accepted
 	StoreFailed uint64 // scans that could not be encrypted or stored (ack_fail)
