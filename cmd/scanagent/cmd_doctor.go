@@ -21,6 +21,7 @@ import (
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
 	"scanagent/internal/redact"
+	"scanagent/internal/termtext"
 	"scanagent/internal/upload"
 )
 
@@ -49,7 +50,11 @@ type checkResult struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
+// add records a result. Checks quote errors and answers from ports, the
+// platform and the running agent: their control characters are shown
+// escaped (termtext), never sent to the terminal.
 func (d *doctor) add(r checkResult) {
+	r.Detail = termtext.Line(r.Detail)
 	d.results = append(d.results, r)
 	if d.asJSON {
 		return

@@ -16,6 +16,7 @@ import (
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
+	"scanagent/internal/termtext"
 )
 
 // monitorCmd opens one reader's port as the agent would and prints what it
@@ -81,11 +82,13 @@ func pickReader(cfg *config.Config, name string) (config.Reader, error) {
 }
 
 // printEvent writes one frame: its time and content, then the decoded
-// fields (the ID number masked) or why the agent would reject it.
+// fields (the ID number masked) or why the agent would reject it. What came
+// from the scanner is quoted (strconv.Quote escapes control characters) or
+// escaped (termtext), never sent to the terminal as it is.
 func printEvent(e *env, ev reader.Event, raw bool) {
 	at := ev.Time.Format("15:04:05.000")
 	if ev.Note != "" {
-		fmt.Fprintf(e.stdout, "%s  note: %s\n", at, ev.Note)
+		fmt.Fprintf(e.stdout, "%s  note: %s\n", at, termtext.Line(ev.Note))
 		return
 	}
 	content := strconv.Quote(string(ev.Raw))
@@ -94,7 +97,7 @@ func printEvent(e *env, ev reader.Event, raw bool) {
 	}
 	fmt.Fprintf(e.stdout, "%s  frame (%d bytes): %s\n", at, len(ev.Raw), content)
 	if ev.Reason != "" {
-		fmt.Fprintf(e.stdout, "              rejected: %s (the agent would store it as rejected and write ack_fail)\n", ev.Reason)
+		fmt.Fprintf(e.stdout, "              rejected: %s (the agent would store it as rejected and write ack_fail)\n", termtext.Line(ev.Reason))
 		return
 	}
 	f := ev.Fields

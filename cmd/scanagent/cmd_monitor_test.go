@@ -74,10 +74,16 @@ func TestMonitorCommand(t *testing.T) {
 		go func() { done <- runMain(ctx, args, out, errb) }()
 		waitOutput(t, out, "waiting for scans", done)
 
-		if _, err := master.Write([]byte("2021001,张三,33010219900101123X,1\r\nbad\r\n")); err != nil {
+		if _, err := master.Write([]byte("2021001,张三,33010219900101123X,1\r\nbad\r\n\x1b[2J\x1b[H,,,\r\n")); err != nil {
 			t.Fatal(err)
 		}
 		waitOutput(t, out, "rejected: delimited: got 1 columns, want 4", done)
+		// The agent's verdict on a frame that would have beeped OK before
+		// validation, and its escape sequence shown, not sent.
+		waitOutput(t, out, "rejected: xgh: holds control character U+001B; name: is empty; idCard: is empty", done)
+		if i, c := unsafeChar(out.String()); i >= 0 {
+			t.Errorf("monitor wrote control character %U:\n%q", c, out.String())
+		}
 		// No ack bytes: ack_ok = "06" is configured, but monitor writes nothing.
 		master.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		if n, err := master.Read(make([]byte, 8)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -11,13 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"scanagent/internal/admin"
 	"scanagent/internal/queue"
+	"scanagent/internal/termtext"
 )
 
 // queueCmd inspects and repairs the offline queue (SPEC §3). While the agent
@@ -105,10 +106,15 @@ func parseID(s string) (uint64, error) {
 	return id, nil
 }
 
+// printJSON writes v as indented JSON, with every control character
+// escaped (termtext.JSON adds DEL and C1 to what encoding/json escapes).
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termtext.JSON(b), '\n'))
+	return err
 }
 
 // localTime formats t for people: local time, RFC 3339; "-" when unset.
@@ -194,7 +200,7 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 		}
 		return printJSON(e.stdout, items)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	tw := termtext.NewTable(e.stdout) // escapes control characters, aligns Chinese names
 	switch s {
 	case queue.StateRejected:
 		fmt.Fprintln(tw, "ID\tTIME\tREADER\tREASON\tRAW")
@@ -214,8 +220,8 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 			if s == queue.StateDead {
 				tail = fmt.Sprintf("%s\t%s", localTime(r.DeadAt), clip(oneLine(r.DeadReason), 60))
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.ScanTime), r.Reader, r.Xgh, r.Name,
-				orDash(r.UserType), orDash(r.IDCard), tail)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.ScanTime), termtext.Line(r.Reader), termtext.Line(r.Xgh),
+				termtext.Line(r.Name), termtext.Line(orDash(r.UserType)), termtext.Line(orDash(r.IDCard)), tail)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -237,15 +243,12 @@ func orDash(s string) string {
 	return s
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine is s for a table cell: runs of white space as one space, control
+// characters escaped.
+func oneLine(s string) string { return termtext.Line(strings.Join(strings.Fields(s), " ")) }
 
-func clip(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
-}
+// clip shortens s to n columns of the terminal.
+func clip(s string, n int) string { return termtext.Clip(s, n) }
 
 // eachItem calls fn for the records of one state, oldest first, a page at a
 // time, until fn returns false.
@@ -288,8 +291,8 @@ func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, it)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	tw := termtext.NewTable(e.stdout) // escapes control characters, aligns Chinese names
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, termtext.Line(v)) }
 	row("state", string(it.State))
 	if r := it.Rejection; r != nil {
 		row("id", strconv.FormatUint(r.ID, 10))
@@ -382,6 +385,7 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 	state := stateFlags(fs)
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	withIDCard := fs.Bool("include-idcard", false, "include the idCard ciphertext (for the platform's staff only)")
+	bom := fs.Bool("bom", runtime.GOOS == "windows", "csv: start with a UTF-8 byte order mark, so that Excel shows Chinese names right (default on Windows; --bom=false to leave it out)")
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
@@ -406,18 +410,28 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 			"so they are as sensitive as the ID numbers: hand the file only to the platform's staff and delete it afterwards.")
 	}
 	var write func(queue.Item) error
-	var cw *csv.Writer
+	var cw *csvWriter
 	switch *format {
 	case "jsonl":
-		enc := json.NewEncoder(e.stdout)
 		write = func(it queue.Item) error {
+			var v any = it.Record
 			if it.Rejection != nil {
-				return enc.Encode(it.Rejection)
+				v = it.Rejection
 			}
-			return enc.Encode(it.Record)
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(append(termtext.JSON(b), '\n'))
+			return err
 		}
 	case "csv":
-		cw = csv.NewWriter(e.stdout)
+		if *bom {
+			if _, err := io.WriteString(e.stdout, "\ufeff"); err != nil {
+				return err
+			}
+		}
+		cw = &csvWriter{csv.NewWriter(e.stdout)}
 		if s == queue.StateRejected {
 			cw.Write([]string{"id", "reader", "time", "reason", "raw_hex"})
 			write = func(it queue.Item) error {
@@ -448,6 +462,17 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 		werr = errors.Join(werr, cw.Error())
 	}
 	return errors.Join(err, werr)
+}
+
+// csvWriter writes every cell through termtext.CSVCell: control characters
+// escaped, formulas guarded.
+type csvWriter struct{ *csv.Writer }
+
+func (w *csvWriter) Write(cells []string) error {
+	for i, c := range cells {
+		cells[i] = termtext.CSVCell(c)
+	}
+	return w.Writer.Write(cells)
 }
 
 func csvTime(t time.Time) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,5 +93,21 @@ func TestDoctorJSON(t *testing.T) {
 	}
 	if c := byCheck["platform"]; !strings.Contains(c.Detail, "TCP 127.0.0.1:1") || !strings.Contains(c.Fix, "nothing listens there") || strings.Contains(c.Fix, "firewall") {
 		t.Errorf("platform check: %+v", c)
+	}
+}
+
+// TestDoctorEscapesWhatItQuotes: an error or an answer quoted by a check
+// (a platform's body, a device name) is printed with its control
+// characters escaped.
+func TestDoctorEscapesWhatItQuotes(t *testing.T) {
+	var out strings.Builder
+	d := &doctor{e: &env{stdout: &out}}
+	d.ok("queue is held by the running agent (its /healthz: %v)", errors.New("bad body \x1b[2J"))
+	d.fail("token", errors.New("platform said: \x1b]0;pwned\x07\r\n\u009b31m"), "check the credentials")
+	if i, c := unsafeChar(out.String()); i >= 0 {
+		t.Fatalf("doctor wrote control character %U:\n%q", c, out.String())
+	}
+	if !strings.Contains(out.String(), `platform said: \x1b]0;pwned\x07\r\n\u009b31m`) || !strings.Contains(out.String(), "\n    fix: check the credentials\n") {
+		t.Fatalf("got %q", out.String())
 	}
 }

@@ -131,6 +131,16 @@ type Reader struct {
 	Map        map[string]string `toml:"map"`
 	AckOK      string            `toml:"ack_ok"`
 	AckFail    string            `toml:"ack_fail"`
+	// Encoding is the character set the scanner sends: "utf-8", "gbk" or
+	// "gb18030"; frames are transcoded to UTF-8 before decoding.
+	Encoding string `toml:"encoding"`
+	// IDCheck is "none" or "cn18": an idCard must then be an 18-character
+	// resident ID number with a valid check character.
+	IDCheck string `toml:"id_check"`
+	// UserTypes maps what the scanner sends as userType to the label the
+	// platform expects ({ "1" = "学生" }); a code not in it makes the scan
+	// invalid. Empty: userType is sent as the scanner sent it.
+	UserTypes map[string]string `toml:"user_types"`
 }
 
 // Default returns the configuration with every default of SPEC §5 and no
@@ -181,5 +191,8 @@ func DefaultReader() Reader {
 		Delimiter:  ",",
 		Fields:     []string{"xgh", "name", "idCard", "userType"},
 		CardFormat: "hex",
+		Encoding:   "utf-8",
+		IDCheck:    "none",
+		UserTypes:  map[string]string{},
 	}
 }

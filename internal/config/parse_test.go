@@ -400,3 +400,27 @@ func sameFile(a, b string) bool {
 	sb, errB := os.Stat(b)
 	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
+
+// TestParseRecordFields: the new reader keys parse, and a value that would
+// break a record field is reported where it is written.
+func TestParseRecordFields(t *testing.T) {
+	t.Setenv(EnvSecret, "")
+	cfg := mustParse(t, head+reader1+`encoding = "gbk"
+id_check = "cn18"
+user_types = { "1" = "学生", "2" = "教师" }
+`)
+	r := cfg.Readers[0]
+	if r.Encoding != "gbk" || r.IDCheck != "cn18" || !reflect.DeepEqual(r.UserTypes, map[string]string{"1": "学生", "2": "教师"}) {
+		t.Fatalf("got encoding %q, id_check %q, user_types %v", r.Encoding, r.IDCheck, r.UserTypes)
+	}
+	got := problemLines(mustProblems(t, head+strings.Replace(reader1, `term_name = "t"`, `term_name = "t\u001b[2J"`, 1)+
+		`user_types = { "1" = "学生", "2" = "" }`+"\n"+`encoding = "utf8"`+"\n"))
+	want := []string{
+		`c.toml:8:1: reader[1].term_name: holds control character U+001B; remove it: term_name = "t[2J"`,
+		`c.toml:10:28: reader[1].user_types.2: is empty; map the code to the label the platform expects, e.g. "学生"`,
+		`c.toml:11:1: reader[1].encoding: is "utf8"; use "utf-8", "gbk" or "gb18030"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}

@@ -83,10 +83,16 @@ func (v *validator) trap(path, format string, args ...any) {
 
 func (v *validator) trapString(path, key, s string) {
 	if !controlOK[key] {
-		if names := controlNames(s); names != "" {
+		if strings.ContainsAny(s, "\t\n\r\b\f") {
 			v.trap(path, "holds %s, which cannot be meant; in a \"double-quoted\" TOML string a backslash starts an escape (\\t is a TAB, \\n a newline): "+
-				"write Windows paths and other text with backslashes in single quotes: %s = '%s'", names, lastKey(path), unescape(s))
+				"write Windows paths and other text with backslashes in single quotes: %s = '%s'", controlNames(s), lastKey(path), unescape(s))
 			return
+		}
+		for _, r := range s {
+			if isControl(r) {
+				v.trap(path, "holds control character %U; remove it: %s = %q", r, lastKey(path), strings.Map(dropControl, s))
+				return
+			}
 		}
 	}
 	if trimmed[key] && s != strings.TrimSpace(s) {
@@ -122,6 +128,13 @@ func controlNames(s string) string {
 		return names[0]
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+func dropControl(r rune) rune {
+	if isControl(r) {
+		return -1
+	}
+	return r
 }
 
 // isControl reports C0, DEL and C1 control characters.

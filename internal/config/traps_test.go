@@ -16,7 +16,7 @@ func TestTraps(t *testing.T) {
 	}{
 		{"windows path in double quotes", "linux", `[agent]` + "\n" + `data_dir = "C:\temp\new"`, "[agent] data_dir",
 			`holds a TAB and a newline, which cannot be meant; in a "double-quoted" TOML string a backslash starts an escape (\t is a TAB, \n a newline): write Windows paths and other text with backslashes in single quotes: data_dir = 'C:\temp\new'`},
-		{"control character in term_name", "linux", "[[reader]]\nname = \"r\"\nport = \"/dev/ttyS0\"\nterm_name = \"gate\\u001b[2J\"\nterm_sn = \"sn\"", "reader[1].term_name", "the control character U+001B"},
+		{"control character in term_name", "linux", "[[reader]]\nname = \"r\"\nport = \"/dev/ttyS0\"\nterm_name = \"gate\\u001b[2J\"\nterm_sn = \"sn\"", "reader[1].term_name", `holds control character U+001B; remove it: term_name = "gate[2J"`},
 		{"COM port on linux", "linux", "[[reader]]\nname = \"r\"\nport = \"COM3\"\nterm_name = \"t\"\nterm_sn = \"sn\"", "reader[1].port",
 			`is "COM3", a Windows port name; on this system a serial port is a device such as "/dev/ttyS2"`},
 		{"relative device", "linux", "[[reader]]\nname = \"r\"\nport = \"ttyUSB0\"\nterm_name = \"t\"\nterm_sn = \"sn\"", "reader[1].port", `did you mean "/dev/ttyUSB0"?`},

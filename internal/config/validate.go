@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // timezone must load on a Windows PC without Go installed
+
+	"scanagent/internal/field"
 )
 
 // FieldNames are the fields a decoder can fill in a scan, as written in
@@ -121,8 +123,11 @@ func (v *validator) platform() {
 	switch n := len(p.AppID); {
 	case strings.TrimSpace(p.AppID) == "":
 		v.add("platform.app_id", "is empty; set the app id the platform issued (it is also the ID-number encryption key)")
-	case n > 16:
-		v.add("platform.app_id", "is %d bytes long; at most 16 (it is the AES-128 key)", n)
+	case n > field.MaxAppID:
+		v.add("platform.app_id", "is %d bytes long; at most %d (it is the AES-128 key)", n, field.MaxAppID)
+	default:
+		// Sent with every record: the record's rules apply.
+		v.field("platform.app_id", p.AppID, field.MaxAppID, "set the app id the platform issued")
 	}
 	v.oneOf("platform.params", p.Params, "form", "query")
 	if p.Timeout.Duration <= 0 {
@@ -233,11 +238,19 @@ func (v *validator) readers() {
 		if r.MaxFrame < 16 || r.MaxFrame > 1<<20 {
 			v.add(at+"max_frame", "is %d; use 16 to 1048576 (bytes)", r.MaxFrame)
 		}
-		if strings.TrimSpace(r.TermName) == "" {
-			v.add(at+"term_name", "is empty; set the terminal name the platform knows this reader by")
+		v.field(at+"term_name", r.TermName, field.MaxTermName, "set the terminal name the platform knows this reader by")
+		v.field(at+"term_sn", r.TermSn, field.MaxTermSn, "set the terminal serial number the platform knows this reader by")
+		if r.UserType != "" {
+			v.field(at+"user_type", r.UserType, field.MaxUserType, `set the label the platform expects, e.g. "学生", or "" for none`)
 		}
-		if strings.TrimSpace(r.TermSn) == "" {
-			v.add(at+"term_sn", "is empty; set the terminal serial number the platform knows this reader by")
+		v.oneOf(at+"encoding", r.Encoding, Encodings...)
+		v.oneOf(at+"id_check", r.IDCheck, "none", "cn18")
+		for _, k := range slices.Sorted(maps.Keys(r.UserTypes)) {
+			if strings.TrimSpace(k) == "" {
+				v.add(at+"user_types", `has an empty code; write each code the scanner sends, e.g. { "1" = "学生" }`)
+				continue
+			}
+			v.field(at+"user_types."+k, r.UserTypes[k], field.MaxUserType, `map the code to the label the platform expects, e.g. "学生"`)
 		}
 		v.fields(at+"fields", r.Fields)
 		v.oneOf(at+"decoder", r.Decoder, "json", "delimited", "regex", "card")
@@ -277,6 +290,17 @@ func (v *validator) readers() {
 				v.add(at+k.key, `%v; write hex bytes such as "07" or "06 0d"`, err)
 			}
 		}
+	}
+}
+
+// Encodings are the values of a reader's encoding key.
+var Encodings = []string{"utf-8", "gbk", "gb18030"}
+
+// field checks a value sent in every record with the record's own rules
+// (field.Check); fix says what to write instead.
+func (v *validator) field(path, val string, max int, fix string) {
+	if err := field.Check(val, max); err != nil {
+		v.add(path, "%v; %s", err, fix)
 	}
 }
 

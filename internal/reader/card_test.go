@@ -175,7 +175,6 @@ func cardConfig(port, roster string) config.Reader {
 	cfg := testConfig(port)
 	cfg.Decoder = "card"
 	cfg.Roster = roster
-	cfg.UserType = ""
 	return cfg
 }
 
@@ -184,7 +183,7 @@ func TestCardDecoderOverPTY(t *testing.T) {
 	roster := filepath.Join(t.TempDir(), "roster.csv")
 	writeRoster(t, roster, "\ufeffcard,xgh,name,idCard,userType\n"+
 		"0012AB34,2021001,张三,"+plainID+",1\n"+
-		sampleHex+",2021002,李四,,2\n", time.Now())
+		sampleHex+",2021002,李四,"+testID+",2\n", time.Now())
 	cfg := cardConfig(sc.path, roster)
 	cfg.CardFormat = cardDec10
 	h := startReader(t, cfg, Options{})
@@ -227,7 +226,7 @@ func TestCardDecoderOverPTY(t *testing.T) {
 func TestCardDecoderRDM6300OverPTY(t *testing.T) {
 	sc := newScanner(t)
 	roster := filepath.Join(t.TempDir(), "roster.csv")
-	writeRoster(t, roster, strings.ToLower(sampleHex)+",2021002,李四\n", time.Now())
+	writeRoster(t, roster, strings.ToLower(sampleHex)+",2021002,李四,"+testID+"\n", time.Now())
 	cfg := cardConfig(sc.path, roster)
 	cfg.Framing = "stx-etx"
 	h := startReader(t, cfg, Options{DedupeWindow: time.Minute})
@@ -259,7 +258,7 @@ func TestRosterReloadOverPTY(t *testing.T) {
 	clock := newFakeClock()
 	roster := filepath.Join(t.TempDir(), "roster.csv")
 	mod := time.Now().Add(-time.Hour)
-	writeRoster(t, roster, "12ab34,2021001,张三\n", mod)
+	writeRoster(t, roster, "12ab34,2021001,张三,"+testID+"\n", mod)
 	h := startReader(t, cardConfig(sc.path, roster), Options{Now: clock.Now})
 	h.waitConnected(t)
 
@@ -283,7 +282,7 @@ func TestRosterReloadOverPTY(t *testing.T) {
 
 	// The card changes hands. Within a second of the last look the file is
 	// not looked at again; after it, the new roster is used.
-	writeRoster(t, roster, "card,xgh\n12ab34,2021002\n", mod.Add(time.Second))
+	writeRoster(t, roster, "card,xgh,name,idCard\n12ab34,2021002,李四,"+testID+"\n", mod.Add(time.Second))
 	clock.Add(500 * time.Millisecond)
 	if got := scan(7); got != "2021001" {
 		t.Fatalf("scan within a second: xgh %q, want 2021001 (not reloaded yet)", got)
@@ -314,7 +313,7 @@ func TestRosterReloadOverPTY(t *testing.T) {
 	if got := scan(7); got != "2021002" {
 		t.Fatalf("scan with the roster gone: xgh %q, want 2021002", got)
 	}
-	writeRoster(t, roster, "12ab34,2021005\n", mod.Add(3*time.Second))
+	writeRoster(t, roster, "12ab34,2021005,钱七,"+testID+"\n", mod.Add(3*time.Second))
 	clock.Add(2 * time.Second)
 	if got := scan(7); got != "2021005" {
 		t.Fatalf("scan after the fix: xgh %q, want 2021005", got)
@@ -343,7 +342,7 @@ func TestRosterBrokenAtStart(t *testing.T) {
 	if n := h.logs.count("roster not loaded: cards are rejected until it is fixed"); n != 1 {
 		t.Errorf("%d 'not loaded' lines, want 1:\n%s", n, h.logs)
 	}
-	writeRoster(t, roster, "12ab34,2021001\n", time.Now())
+	writeRoster(t, roster, "12ab34,2021001,张三,"+testID+"\n", time.Now())
 	clock.Add(2 * time.Second)
 	sc.write(t, "12ab34\n")
 	if got := sc.readAck(t, 1); got[0] != 7 {

@@ -50,8 +50,11 @@ func (s *scan) set(field, value string) {
 	}
 }
 
-// A decoder turns a frame (valid UTF-8) into a scan. Its errors become the
-// stored reason of a rejection, so they never quote the frame's content.
+// A decoder turns a frame into a scan. The frame is UTF-8 unless the
+// scanner sent something else: a decoder must not fail on invalid bytes
+// (decodeFrame then rejects the frame, naming the field that holds them).
+// Its errors become the stored reason of a rejection, so they never quote
+// the frame's content.
 type decoder interface {
 	Decode(frame []byte) (scan, error)
 }
@@ -73,14 +76,20 @@ func newDecoder(cfg config.Reader, log *slog.Logger, now func() time.Time) (deco
 	}
 }
 
-// decodeFrame checks that a frame is UTF-8, decodes it and checks that it
-// names a person. A non-empty reason means the frame is rejected.
+// decodeFrame decodes a frame, checks that it is UTF-8 and that it names a
+// person. A non-empty reason means the frame is rejected; a frame that is
+// not UTF-8 is decoded first so that the reason can name the field that
+// holds the bad bytes. The record's field rules are applied after it
+// (Reader.check).
 func decodeFrame(d decoder, data []byte) (scan, string) {
-	if !utf8.Valid(data) {
-		return scan{}, "frame is not valid UTF-8"
-	}
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	s, err := d.Decode(data)
+	if !utf8.Valid(data) {
+		if err != nil {
+			s = scan{}
+		}
+		return scan{}, notUTF8(s)
+	}
 	if err != nil {
 		return scan{}, err.Error()
 	}

@@ -27,7 +27,7 @@ func TestMegabyteWithoutTerminatorOverPTY(t *testing.T) {
 			}
 			// 1 MB with no terminator; then the terminator, and a scan.
 			sc.write(t, start+strings.Repeat("7", 1<<20)+end)
-			sc.write(t, start+"2021001,张三,,"+end)
+			sc.write(t, start+"2021001,张三,"+testID+","+end)
 			want := []byte{0x15, 0x0d, 0x07}
 			if got := sc.readAck(t, len(want)); !bytes.Equal(got, want) {
 				t.Fatalf("acks = % x, want % x", got, want)
@@ -70,7 +70,7 @@ func TestBinaryNoiseOverPTY(t *testing.T) {
 			cfg.IdleGap.Duration = 30 * time.Millisecond
 			if tt.decoder == "card" {
 				cfg.Roster = filepath.Join(t.TempDir(), "roster.csv")
-				writeRoster(t, cfg.Roster, "12ab34,2021001,张三\n", time.Now())
+				writeRoster(t, cfg.Roster, "12ab34,2021001,张三,"+testID+"\n", time.Now())
 			}
 			h := startReader(t, cfg, Options{})
 			h.waitConnected(t)
@@ -79,8 +79,8 @@ func TestBinaryNoiseOverPTY(t *testing.T) {
 				sc.write(t, string(noise(4096, uint64(i))))
 			}
 			marker := map[string]string{
-				"delimited": "\n2021001,张三,,\n",
-				"json":      "\x02{\"xgh\":\"2021001\"}\x03",
+				"delimited": "\n2021001,张三," + testID + ",\n",
+				"json":      "\x02{\"xgh\":\"2021001\",\"name\":\"张三\",\"idCard\":\"" + testID + "\"}\x03",
 				"card":      "12ab34",
 			}[tt.decoder]
 			if tt.framing == "idle" {
@@ -131,11 +131,11 @@ func TestMonitorOverPTY(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("Monitor did not open the port")
 	}
-	sc.write(t, "2021001,张三,"+plainID+",\n2021001,张三,,\nbad\n")
-	waitFor(t, "three events", func() bool {
+	sc.write(t, "2021001,张三,"+plainID+",\n2021001,张三,"+plainID+",\nbad\n2021002,李四,,\n")
+	waitFor(t, "four events", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(events) >= 3
+		return len(events) >= 4
 	})
 	sc.expectSilence(t, 50*time.Millisecond) // no ack bytes
 	cancel()
@@ -146,8 +146,9 @@ func TestMonitorOverPTY(t *testing.T) {
 
 	want := []Event{
 		{Raw: []byte("*******,张三,******************,"), Fields: Fields{Xgh: "2021001", Name: "张三", IDCard: "330***********123X", UserType: "9"}},
-		{Raw: []byte("*******,张三,,"), Fields: Fields{Xgh: "2021001", Name: "张三", UserType: "9"}, Repeat: true},
+		{Raw: []byte("*******,张三,******************,"), Fields: Fields{Xgh: "2021001", Name: "张三", IDCard: "330***********123X", UserType: "9"}, Repeat: true},
 		{Raw: []byte("bad"), Reason: "delimited: got 1 columns, want 4"},
+		{Raw: []byte("*******,李四,,"), Reason: "idCard: is empty"}, // the agent's verdict
 	}
 	for i, w := range want {
 		got := events[i]
@@ -171,10 +172,10 @@ func TestMonitorNotesBytesWithoutFrame(t *testing.T) {
 			func(ev Event) { notes <- ev.Note })
 	}()
 	<-connected
-	sc.write(t, "2021001,张三,,") // no CR or LF
+	sc.write(t, "2021001,张三,"+testID+",") // no CR or LF
 	select {
 	case n := <-notes:
-		if !strings.Contains(n, `16 bytes received but no frame ended: framing = "line" waits for CR or LF`) {
+		if !strings.Contains(n, `34 bytes received but no frame ended: framing = "line" waits for CR or LF`) {
 			t.Errorf("note = %q", n)
 		}
 	case <-time.After(waitTimeout):

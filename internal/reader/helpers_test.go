@@ -233,7 +233,7 @@ func startReaderWith(tb testing.TB, cfg config.Reader, opts Options, adjust func
 	}
 	tb.Cleanup(func() {
 		h.stop()
-		for _, id := range []string{plainID, plainID15} {
+		for _, id := range []string{plainID, plainID15, testID} {
 			if strings.Contains(h.logs.String(), id) {
 				tb.Errorf("a plaintext ID number appears in the log:\n%s", h.logs.String())
 			}

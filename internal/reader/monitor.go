@@ -21,8 +21,8 @@ import (
 var stallAfter = 2 * time.Second
 
 // Fields are a decoded frame as it may be shown: IDCard is masked (redact.ID),
-// never the plaintext. UserType is the reader's user_type when the frame
-// carries none, as the agent would send it.
+// never the plaintext. UserType is what the agent would send: the reader's
+// user_type when the frame carries none, mapped by user_types.
 type Fields struct {
 	Xgh, Name, IDCard, UserType, Card string
 }
@@ -36,7 +36,8 @@ type Event struct {
 	Raw []byte
 	// Fields are what the decoder found when Reason is empty.
 	Fields Fields
-	// Reason is why the agent would reject the frame (and write ack_fail).
+	// Reason is why the agent would reject the frame (and write ack_fail):
+	// the framer's, the decoder's, or the field and the rule it breaks.
 	Reason string
 	// Repeat is set for the same xgh again within the dedupe window: the
 	// agent would write ack_ok and not store it again.
@@ -109,15 +110,12 @@ func (r *Reader) inspect(f frame, at time.Time, window time.Duration) Event {
 	if ev.Reason != "" {
 		return ev
 	}
-	s, reason := decodeFrame(r.decoder, f.data)
+	s, reason := r.decode(f.data)
 	if reason != "" {
-		ev.Reason = reason
+		ev.Reason = redact.IDNumbers(reason)
 		return ev
 	}
 	ev.Fields = Fields{Xgh: s.Xgh, Name: s.Name, IDCard: redact.ID(s.IDCard), UserType: s.UserType, Card: s.Card}
-	if ev.Fields.UserType == "" {
-		ev.Fields.UserType = r.cfg.UserType
-	}
 	if window > 0 {
 		last, ok := r.recent[s.Xgh]
 		ev.Repeat = ok && at.Sub(last) >= 0 && at.Sub(last) < window

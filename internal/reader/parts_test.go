@@ -194,7 +194,9 @@ func TestDecoders(t *testing.T) {
 		{"delimited too many", delimited, "a,b,c,d,e", scan{}, "delimited: got 5 columns, want 4"},
 		{"delimited no xgh", delimited, " ,张三,110,1", scan{}, "frame has no xgh"},
 		{"delimited skip columns", tsv, "x\t2021001\ty\t张三", scan{Xgh: "2021001", Name: "张三"}, ""},
-		{"not utf-8", delimited, "2021001,\xc0\xaf,,", scan{}, "frame is not valid UTF-8"},
+		{"not utf-8", delimited, "2021001,\xc0\xaf,,", scan{}, `name: not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
+		{"gbk", delimited, "2021001,\xd5\xc5\xc8\xfd,,", scan{}, `name: not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
+		{"not utf-8 nor columns", delimited, "\xd5\xc5", scan{}, `frame is not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
 		{"bom", delimited, "\ufeff2021001,a,,", scan{Xgh: "2021001", Name: "a"}, ""},
 
 		{"json renamed", jsonCfg, `{"学工号":"2021001","XM":"张三","idCard":"110","userType":2}`, scan{Xgh: "2021001", Name: "张三", IDCard: "110", UserType: "2"}, ""},
@@ -209,10 +211,12 @@ func TestDecoders(t *testing.T) {
 		{"json bad type", jsonCfg, `{"xgh":["1"]}`, scan{}, "json: key for field xgh is not a string or number"},
 		{"json bool", jsonCfg, `{"xgh":"1","userType":true}`, scan{}, "json: key for field userType is not a string or number"},
 		{"json no xgh", jsonCfg, `{"name":"张三"}`, scan{}, "frame has no xgh"},
+		{"json not utf-8", jsonCfg, "{\"xgh\":\"1\",\"name\":\"\xd5\xc5\"}", scan{}, `name: not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
 
 		{"regex", regexCfg, "ID:2021001;N:张三;T:1", scan{Xgh: "2021001", Name: "张三", UserType: "1"}, ""},
 		{"regex optional group", regexCfg, "ID:2021001", scan{Xgh: "2021001"}, ""},
 		{"regex no match", regexCfg, "XX:1", scan{}, "regex: frame does not match pattern"},
+		{"regex not utf-8", regexCfg, "ID:2021001;N:\xd5\xc5\xff", scan{}, `name: not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

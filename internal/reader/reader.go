@@ -4,7 +4,11 @@
 // "usb:VID:PID[:SERIAL]" resolved at every connect), cuts the byte stream into
 // frames (line, stx-etx or idle framing), decodes each frame into a person
 // (delimited, json, regex, or card: a card number looked up in the roster
-// CSV, reloaded when the file changes), drops repeats of the same person
+// CSV, reloaded when the file changes) after transcoding it from the
+// scanner's encoding (utf-8, gbk, gb18030), validates the scan (every field
+// present, UTF-8, free of control characters and within its maximum length,
+// as package field says; userType mapped by user_types; the ID number's
+// check character under id_check = "cn18"), drops repeats of the same person
 // within the dedupe window, stamps the record with the terminal's name and
 // serial number and the time the frame completed, encrypts the ID number,
 // hands the record to the Store (which returns once it is durable) and only
@@ -15,7 +19,9 @@
 // for one each. A missing or unplugged port is retried
 // every RetryInterval, logged once per state change.
 //
-// Frames that do not decode are stored as rejections with their raw bytes,
+// Frames that do not decode or validate are stored as rejections, answered
+// with ack_fail so that the person scans again, with their raw bytes and a
+// reason naming the field and the rule,
 // after every run of digits that could be an ID number has been masked
 // (redact.Bytes). The plaintext ID number never reaches the Store, a log line
 // or an error: frame contents are logged only at debug level, masked, and the
@@ -41,6 +47,7 @@ import (
 
 	"go.bug.st/serial"
 	"go.bug.st/serial/enumerator"
+	"golang.org/x/text/encoding"
 
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
@@ -116,7 +123,7 @@ type Options struct {
 // Stats are a Reader's counters since it was created.
 type Stats struct {
 	Read        uint64 // frames cut from the stream, rejected ones included
-	Rejected    uint64 // frames refused by the framer or the decoder
+	Rejected    uint64 // frames refused by the framer, the decoder or validation (ack_fail)
 	Debounced   uint64 // repeats within the dedupe window, acked and not stored
 	Stored      uint64 // records the Store accepted
 	StoreFailed uint64 // scans that could not be encrypted or stored (ack_fail)
@@ -139,8 +146,11 @@ type Reader struct {
 	usb     *usbSpec // nil when cfg.Port is a device path
 	framer  framer
 	decoder decoder
-	ackOK   []byte
-	ackFail []byte
+	charset encoding.Encoding // the scanner's encoding; nil for UTF-8
+	// idCheckCN18 is id_check = "cn18".
+	idCheckCN18 bool
+	ackOK       []byte
+	ackFail     []byte
 
 	running   atomic.Bool
 	connected atomic.Bool
@@ -222,6 +232,16 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 	}
 	if r.decoder, err = newDecoder(cfg, r.log, r.now); err != nil {
 		return nil, err
+	}
+	if r.charset, err = charsetOf(cfg.Encoding); err != nil {
+		return nil, err
+	}
+	switch cfg.IDCheck {
+	case "", "none":
+	case "cn18":
+		r.idCheckCN18 = true
+	default:
+		return nil, fmt.Errorf("id_check = %q: want \"none\" or \"cn18\"", cfg.IDCheck)
 	}
 	if r.ackOK, err = parseHexBytes("ack_ok", cfg.AckOK); err != nil {
 		return nil, err
@@ -422,7 +442,7 @@ func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
 			r.reject(ctx, port, f.masked(), f.reason, at)
 			continue
 		}
-		s, reason := decodeFrame(r.decoder, f.data)
+		s, reason := r.decode(f.data)
 		if reason != "" {
 			r.flush(ctx, port)
 			r.reject(ctx, port, f.masked(), reason, at)
@@ -437,6 +457,7 @@ func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
 // numbers hidden.
 func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, reason string, at time.Time) {
 	r.rejected.Add(1)
+	reason = redact.IDNumbers(reason) // reasons never quote a frame; this makes sure
 	rj := &queue.Rejection{
 		Reader: r.cfg.Name,
 		Raw:    masked,
@@ -485,22 +506,17 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		UserType: s.UserType,
 		ScanTime: at,
 	}
-	if rec.UserType == "" {
-		rec.UserType = r.cfg.UserType
+	// GB 11643 writes the check character as a capital X; some readers
+	// print it in lower case.
+	enc, err := r.encrypt(strings.ToUpper(s.IDCard))
+	if err != nil {
+		r.flush(ctx, port)
+		r.storeFailed.Add(1)
+		r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact.IDNumbers(err.Error()))
+		r.ack(port, r.ackFail)
+		return
 	}
-	if s.IDCard != "" {
-		// GB 11643 writes the check character as a capital X; some readers
-		// print it in lower case.
-		enc, err := r.encrypt(strings.ToUpper(s.IDCard))
-		if err != nil {
-			r.flush(ctx, port)
-			r.storeFailed.Add(1)
-			r.log.Error("scan not stored: could not encrypt the ID number", keyErr, redact.IDNumbers(err.Error()))
-			r.ack(port, r.ackFail)
-			return
-		}
-		rec.IDCard = enc
-	}
+	rec.IDCard = enc
 	r.pending = append(r.pending, rec)
 }
 

@@ -15,6 +15,7 @@ import (
 const (
 	plainID   = "33010219900101123X" // 17 digits and a check character
 	plainID15 = "330102900101123"    // the old 15-digit form
+	testID    = "11010519491231002X" // GB 11643's example, with a valid check character
 )
 
 func TestScanStoredStampedEncryptedAcked(t *testing.T) {
@@ -45,13 +46,12 @@ func TestScanStoredStampedEncryptedAcked(t *testing.T) {
 		t.Errorf("stored idCard %q holds the plaintext", got.IDCard)
 	}
 
-	// No user type in the scan: the reader's user_type; no ID number: not
-	// encrypted, left empty.
-	sc.write(t, "2021002,李四,,\n")
+	// No user type in the scan: the reader's user_type.
+	sc.write(t, "2021002,李四,"+testID+",\n")
 	sc.readAck(t, 1)
 	recs = h.store.Records()
-	if len(recs) != 2 || recs[1].UserType != "9" || recs[1].IDCard != "" {
-		t.Fatalf("records = %+v, want the second with userType 9 and no idCard", recs)
+	if wantID, _ := fakeEncrypt(testID); len(recs) != 2 || recs[1].UserType != "9" || recs[1].IDCard != wantID {
+		t.Fatalf("records = %+v, want the second with userType 9 and its idCard encrypted", recs)
 	}
 	if st := h.r.Stats(); st != (Stats{Read: 2, Stored: 2}) {
 		t.Errorf("stats = %+v", st)
@@ -61,14 +61,14 @@ func TestScanStoredStampedEncryptedAcked(t *testing.T) {
 func TestLineFramingOverPTY(t *testing.T) {
 	sc := newScanner(t)
 	cfg := testConfig(sc.path)
-	cfg.Fields = []string{"xgh"}
 	h := startReader(t, cfg, Options{})
 	h.waitConnected(t)
 
 	// CR, LF, CRLF, empty lines and lone terminators; the last frame
 	// arrives byte by byte.
-	sc.write(t, "a1\rb2\nc3\r\n\r\n\n\r")
-	for _, c := range "d4\r\n" {
+	p := ",张三," + testID + ","
+	sc.write(t, "a1"+p+"\rb2"+p+"\nc3"+p+"\r\n\r\n\n\r")
+	for _, c := range "d4" + p + "\r\n" {
 		sc.write(t, string(c))
 	}
 	if got := sc.readAck(t, 4); !bytes.Equal(got, []byte{7, 7, 7, 7}) {
@@ -121,7 +121,7 @@ func TestRejectionsOverPTY(t *testing.T) {
 	}{
 		{"2021001,张三\n", "*******,张三", "delimited: got 2 columns, want 4"},
 		{",张三," + plainID + ",1\n", ",张三,******************,1", "frame has no xgh"}, // the X is masked too
-		{"2021001,\xff\xfe," + plainID15 + ",1\r\n", "*******,\xff\xfe,***************,1", "frame is not valid UTF-8"},
+		{"2021001,\xff\xfe," + plainID15 + ",1\r\n", "*******,\xff\xfe,***************,1", `name: not valid UTF-8 (a scanner that sends GBK needs encoding = "gbk")`},
 		{"junk," + plainID + "0\n", "junk,******************0", "delimited: got 2 columns, want 4"},
 		{long + "\r\n", strings.Repeat("*", 30) + ",*********", "frame longer than max_frame (40 bytes)"},
 	}
@@ -129,7 +129,7 @@ func TestRejectionsOverPTY(t *testing.T) {
 		sc.write(t, tt.send)
 	}
 	// After the over-long frame the framer resyncs at the terminator.
-	sc.write(t, "2021009,赵六,,\n")
+	sc.write(t, "2021009,赵六,"+testID+",\n")
 	want := bytes.Repeat([]byte{0x15, 0x0d}, len(tests))
 	want = append(want, 0x07)
 	if got := sc.readAck(t, len(want)); !bytes.Equal(got, want) {
@@ -172,14 +172,14 @@ func TestDebounce(t *testing.T) {
 			t.Fatalf("ack = % x, want 07", got)
 		}
 	}
-	scan("2021001,张三,,\n")
+	scan("2021001,张三," + testID + ",\n")
 	clock.Add(time.Second)
-	scan("2021001,张三,,\n") // repeat: acked, not stored
-	scan("2021002,李四,,\n") // someone else
+	scan("2021001,张三," + testID + ",\n") // repeat: acked, not stored
+	scan("2021002,李四," + testID + ",\n") // someone else
 	clock.Add(2500 * time.Millisecond)
-	scan("2021001,张三,,\n") // 2.5 s after the repeat: still one scan (the window slides)
+	scan("2021001,张三," + testID + ",\n") // 2.5 s after the repeat: still one scan (the window slides)
 	clock.Add(3 * time.Second)
-	scan("2021001,张三,,\n") // a new scan
+	scan("2021001,张三," + testID + ",\n") // a new scan
 
 	var xghs []string
 	for _, r := range h.store.Records() {
@@ -255,7 +255,7 @@ func TestReconnect(t *testing.T) {
 	sc := newScanner(t)
 	repoint(t, link, sc.path)
 	h.waitConnected(t)
-	sc.write(t, "2021001,张三,,\n")
+	sc.write(t, "2021001,张三,"+testID+",\n")
 	sc.readAck(t, 1)
 
 	// Unplugged mid-frame: the device and its path go away while half a
@@ -272,7 +272,7 @@ func TestReconnect(t *testing.T) {
 	sc2 := newScanner(t)
 	repoint(t, link, sc2.path)
 	h.waitConnected(t)
-	sc2.write(t, "2021002,李四,,\n")
+	sc2.write(t, "2021002,李四,"+testID+",\n")
 	if got := sc2.readAck(t, 1); got[0] != 0x07 {
 		t.Fatalf("ack = % x, want 07", got)
 	}
@@ -358,11 +358,11 @@ func TestIdleFramingOverPTY(t *testing.T) {
 	h.waitConnected(t)
 
 	sc.write(t, "2021001,张")
-	sc.write(t, "三,,1") // well within the gap: the same frame
+	sc.write(t, "三,"+testID+",1") // well within the gap: the same frame
 	if got := sc.readAck(t, 1); got[0] != 0x07 {
 		t.Fatalf("ack = % x, want 07", got)
 	}
-	sc.write(t, "2021002,李四,,")
+	sc.write(t, "2021002,李四,"+testID+",")
 	sc.readAck(t, 1)
 	recs := h.store.Records()
 	if len(recs) != 2 || recs[0].Name != "张三" || recs[1].Xgh != "2021002" {
@@ -375,13 +375,13 @@ func TestSTXETXFramingOverPTY(t *testing.T) {
 	cfg := testConfig(sc.path)
 	cfg.Framing = "stx-etx"
 	cfg.Decoder = "regex"
-	cfg.Pattern = `^(?P<xgh>[0-9A-F]{10})[0-9A-F]{2}$`
+	cfg.Pattern = `^(?P<xgh>[0-9A-F]{10})[0-9A-F]{2};(?P<name>[^;]+);(?P<idCard>.+)$`
 	h := startReader(t, cfg, Options{DedupeWindow: time.Second})
 	h.waitConnected(t)
 
 	// An RDM6300 repeats the frame while the card is held.
-	sc.write(t, "\x020F002B5C1A62\x03\x02")
-	sc.write(t, "0F002B5C1A62\x03")
+	sc.write(t, "\x020F002B5C1A62;张三;"+testID+"\x03\x02")
+	sc.write(t, "0F002B5C1A62;张三;"+testID+"\x03")
 	if got := sc.readAck(t, 2); !bytes.Equal(got, []byte{7, 7}) {
 		t.Fatalf("acks = % x, want 07 07", got)
 	}
@@ -402,7 +402,7 @@ func TestBurstSharesCommitsAcksInOrder(t *testing.T) {
 	h := startReader(t, testConfig(sc.path), Options{Now: clock.Now, DedupeWindow: 3 * time.Second})
 	h.waitConnected(t)
 
-	sc.write(t, "2021001,张三,,\n2021002,李四,,\n2021003,王五,,\nnot a scan\n2021004,赵六,,\n2021001,张三,,\n2021005,钱七,,\n")
+	sc.write(t, "2021001,张三,"+testID+",\n2021002,李四,"+testID+",\n2021003,王五,"+testID+",\nnot a scan\n2021004,赵六,"+testID+",\n2021001,张三,"+testID+",\n2021005,钱七,"+testID+",\n")
 	// ok ok ok fail(15 0d) ok ok(repeat) ok
 	want := []byte{0x07, 0x07, 0x07, 0x15, 0x0d, 0x07, 0x07, 0x07}
 	if got := sc.readAck(t, len(want)); !bytes.Equal(got, want) {
