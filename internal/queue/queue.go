@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -310,8 +311,8 @@ func OpenOrQuarantine(path string, opts Options) (*Queue, string, error) {
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	moved := path + ".corrupt-" + now().UTC().Format("20060102T150405Z")
-	if rerr := os.Rename(path, moved); rerr != nil {
+	moved, rerr := moveAside(path, path+".corrupt-"+now().UTC().Format("20060102T150405Z"))
+	if rerr != nil {
 		return nil, "", fmt.Errorf("%w; moving it aside failed too: %v", err, rerr)
 	}
 	// The journal's entry goes into the fresh file, unless the damaged one
@@ -322,6 +323,44 @@ func OpenOrQuarantine(path string, opts Options) (*Queue, string, error) {
 		return nil, moved, err2
 	}
 	return q, moved, nil
+}
+
+// moveAside renames path to name, or to name-2, name-3, … when name is
+// taken: it never replaces a file (the clock of a terminal without a clock
+// battery repeats itself, and an earlier quarantined file holds scans). A
+// hard link claims the new name atomically; where the file system has none,
+// the name is checked first (only this process moves the file: it holds no
+// lock, but the agent is the only one that quarantines).
+func moveAside(path, name string) (string, error) {
+	for n := 1; ; n++ {
+		to := name
+		if n > 1 {
+			to = fmt.Sprintf("%s-%d", name, n)
+		}
+		err := os.Link(path, to)
+		if err == nil {
+			if err := os.Remove(path); err != nil {
+				os.Remove(to)
+				return "", err
+			}
+			syncDir(filepath.Dir(path))
+			return to, nil
+		}
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		// No hard links here (FAT, some network file systems).
+		if _, serr := os.Lstat(to); serr == nil {
+			continue
+		} else if !errors.Is(serr, fs.ErrNotExist) {
+			return "", serr
+		}
+		if err := os.Rename(path, to); err != nil {
+			return "", err
+		}
+		syncDir(filepath.Dir(path))
+		return to, nil
+	}
 }
 
 // appliedJournalGen reads journal_gen from a damaged queue file, or 0 when
