@@ -1,6 +1,9 @@
 package queue
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,5 +56,53 @@ func TestQuarantineNeverReplaces(t *testing.T) {
 	}
 	if _, err := os.Stat(second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Item 2: a rejected frame is r<N>; a bare number is a scan record, even
+// when both sequences have reached it.
+func TestRefsNeverMixRecordsAndRejectedFrames(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{})
+	id := mustEnqueue(t, q, "scan")
+	if err := q.Reject(ctx, &Rejection{Reader: "r", Raw: []byte("junk"), Reason: "no xgh"}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.List(StateRejected, 0, 0)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("rejected: %v %v", items, err)
+	}
+	ref := items[0].Ref()
+	if ref.String() != "r1" || id != 1 {
+		t.Fatalf("rejected frame shown as %s, record %d; want r1 and 1", ref, id)
+	}
+	b, _ := json.Marshal(items[0])
+	if !strings.Contains(string(b), `"id":"r1"`) {
+		t.Fatalf("JSON of a rejected frame: %s", b)
+	}
+	for s, want := range map[string]Ref{"1": {N: 1}, "r1": {Rejected: true, N: 1}} {
+		if got, err := ParseRef(s); err != nil || got != want {
+			t.Fatalf("ParseRef(%q) = %v, %v", s, got, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "r0", "r", "R1", "+1", "r+1", "1r", " 1", "x"} {
+		if _, err := ParseRef(bad); err == nil {
+			t.Errorf("ParseRef(%q) accepted", bad)
+		}
+	}
+	if _, err := q.RetryOne(ctx, ref); !errors.Is(err, ErrState) {
+		t.Fatalf("RetryOne(r1) = %v; want ErrState", err)
+	}
+	if _, err := q.RetryOne(ctx, Ref{N: id}); !errors.Is(err, ErrState) {
+		t.Fatalf("RetryOne of a pending record = %v; want ErrState", err)
+	}
+	if st, err := q.DropOne(ctx, ref); err != nil || st != StateRejected {
+		t.Fatalf("DropOne(r1) = %s, %v", st, err)
+	}
+	if s := mustStats(t, q); s.Pending != 1 || s.Rejected != 0 {
+		t.Fatalf("after dropping r1: %+v; want the scan kept", s)
+	}
+	if _, err := q.DropOne(ctx, ref); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second DropOne(r1) = %v; want ErrNotFound", err)
 	}
 }

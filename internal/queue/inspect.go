@@ -1,9 +1,13 @@
 package queue
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -110,26 +114,200 @@ func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 	return out, err
 }
 
-// Get finds one ID, looking in pending, dead, rejected and delivered in that
-// order (rejected frames have their own ID sequence).
-func (q *Queue) Get(id uint64) (Item, error) {
+// Ref addresses one entry a technician can name: a scan record (pending,
+// dead or delivered) by its number ("12"), or a rejected frame by r and its
+// number ("r12"). Rejected frames have their own sequence, so a bare number
+// never means a rejected frame.
+type Ref struct {
+	Rejected bool
+	N        uint64
+}
+
+// ParseRef reads "12" (a scan record) or "r12" (a rejected frame).
+func ParseRef(s string) (Ref, error) {
+	ref := Ref{}
+	digits := s
+	if rest, ok := strings.CutPrefix(s, "r"); ok {
+		ref.Rejected, digits = true, rest
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil || n == 0 || digits == "" || digits[0] == '+' {
+		return Ref{}, fmt.Errorf("%q is not a record ID: a scan record is a positive number (12), a rejected frame r and its number (r12), as `queue list` shows them", s)
+	}
+	ref.N = n
+	return ref, nil
+}
+
+func (r Ref) String() string {
+	if r.Rejected {
+		return "r" + strconv.FormatUint(r.N, 10)
+	}
+	return strconv.FormatUint(r.N, 10)
+}
+
+// Noun names what r addresses, for messages: "record 12", "rejected frame r12".
+func (r Ref) Noun() string {
+	if r.Rejected {
+		return "rejected frame " + r.String()
+	}
+	return "record " + r.String()
+}
+
+// RejectedID is a rejected frame's number. It is shown and addressed as
+// r<N> (JSON "r12"); JSON numbers, as older versions stored them, are read
+// too.
+type RejectedID uint64
+
+func (id RejectedID) String() string { return Ref{Rejected: true, N: uint64(id)}.String() }
+
+// MarshalText writes r<N>.
+func (id RejectedID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalJSON reads "r12" or 12.
+func (id *RejectedID) UnmarshalJSON(b []byte) error {
+	var n uint64
+	if json.Unmarshal(b, &n) == nil {
+		*id = RejectedID(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	ref, err := ParseRef(s)
+	if err != nil || !ref.Rejected {
+		return fmt.Errorf("rejected frame ID %q: want r<N>", s)
+	}
+	*id = RejectedID(ref.N)
+	return nil
+}
+
+// Ref is the item's address.
+func (it Item) Ref() Ref {
+	if it.Rejection != nil {
+		return Ref{Rejected: true, N: uint64(it.Rejection.ID)}
+	}
+	if it.Record != nil {
+		return Ref{N: it.Record.ID}
+	}
+	return Ref{}
+}
+
+// ErrState is returned for an action the record's state does not allow
+// (retrying a pending record, or a rejected frame).
+var ErrState = errors.New("not allowed in this state")
+
+// Find returns the entry ref addresses: a rejected frame, or a scan record
+// in pending, dead or delivered.
+func (q *Queue) Find(ref Ref) (Item, error) {
 	var it Item
 	err := q.view(func(tx *bolt.Tx) error {
-		for _, st := range []State{StatePending, StateDead, StateRejected, StateDelivered} {
-			bucket, _ := stateBucket(st)
-			b := tx.Bucket(bucket)
-			if b == nil {
-				continue
-			}
-			if v := b.Get(u64(id)); v != nil {
-				var err error
-				it, err = decodeItem(st, u64(id), v)
-				return err
-			}
+		st, v := locate(tx, ref)
+		if v == nil {
+			return fmt.Errorf("%s: %w", ref.Noun(), ErrNotFound)
 		}
-		return fmt.Errorf("record %d: %w", id, ErrNotFound)
+		var err error
+		it, err = decodeItem(st, u64(ref.N), v)
+		return err
 	})
 	return it, err
+}
+
+// locate finds ref's bucket and value (nil when it is in none).
+func locate(tx *bolt.Tx, ref Ref) (State, []byte) {
+	states := []State{StatePending, StateDead, StateDelivered}
+	if ref.Rejected {
+		states = []State{StateRejected}
+	}
+	for _, st := range states {
+		bucket, _ := stateBucket(st)
+		if b := tx.Bucket(bucket); b != nil {
+			if v := b.Get(u64(ref.N)); v != nil {
+				return st, v
+			}
+		}
+	}
+	return "", nil
+}
+
+// RetryOne moves one dead record back to pending (see Retry). Only dead
+// records can be retried: a pending one is waiting already, and a rejected
+// frame never became a record the platform could take.
+func (q *Queue) RetryOne(ctx context.Context, ref Ref) (int, error) {
+	if ref.Rejected {
+		return 0, fmt.Errorf("%s: rejected frames are never uploaded, so they cannot be retried (the person rescans): %w", ref.Noun(), ErrState)
+	}
+	var moved int
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		st, v := locate(tx, ref)
+		switch {
+		case v == nil:
+			return fmt.Errorf("%s: %w", ref.Noun(), ErrNotFound)
+		case st != StateDead:
+			return fmt.Errorf("%s is %s, not dead: only dead records can be retried: %w", ref.Noun(), st, ErrState)
+		}
+		var err error
+		moved, err = q.retryTx(tx, []uint64{ref.N})
+		return err
+	})
+	if moved > 0 {
+		q.signal()
+	}
+	return moved, err
+}
+
+// DropOne deletes the entry ref addresses for good, in whatever state it
+// is, and returns that state.
+func (q *Queue) DropOne(ctx context.Context, ref Ref) (State, error) {
+	var st State
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		var v []byte
+		if st, v = locate(tx, ref); v == nil {
+			return fmt.Errorf("%s: %w", ref.Noun(), ErrNotFound)
+		}
+		bucket, key := stateBucket(st)
+		return deleteRecord(tx, bucket, key, ref.N)
+	})
+	return st, err
+}
+
+// Listing pages: the default and the largest limit of one page.
+const (
+	DefaultPageLimit = 100
+	MaxPageLimit     = 10000
+)
+
+// Page is one page of a listing (the admin API's GET /api/queue/records).
+type Page struct {
+	State State  `json:"state"`
+	Items []Item `json:"items"`
+	// NextAfter is the after= of the next page (a position in this
+	// state's listing); 0 when this was the last page.
+	NextAfter uint64 `json:"next_after,omitempty"`
+}
+
+// Page returns up to limit entries of state after the position after,
+// oldest first, masked unless withIDCard. limit must be from 1 to
+// MaxPageLimit.
+func (q *Queue) Page(state State, after uint64, limit int, withIDCard bool) (Page, error) {
+	if limit < 1 || limit > MaxPageLimit {
+		return Page{}, fmt.Errorf("limit: want a number from 1 to %d", MaxPageLimit)
+	}
+	items, err := q.List(state, after, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{State: state, Items: make([]Item, 0, len(items))}
+	for _, it := range items {
+		if !withIDCard {
+			it = it.Masked()
+		}
+		p.Items = append(p.Items, it)
+	}
+	if len(items) == limit {
+		p.NextAfter = items[len(items)-1].Ref().N
+	}
+	return p, nil
 }
 
 func decodeItem(state State, k, v []byte) (Item, error) {

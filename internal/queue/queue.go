@@ -870,7 +870,7 @@ func (q *Queue) Reject(ctx context.Context, rj *Rejection) error {
 		if err != nil {
 			return err
 		}
-		rec.ID = id
+		rec.ID = RejectedID(id)
 		v, err := json.Marshal(&rec)
 		if err != nil {
 			return err
@@ -1016,37 +1016,9 @@ func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr strin
 func (q *Queue) Retry(ctx context.Context, ids ...uint64) (int, error) {
 	moved := 0
 	err := q.write(ctx, func(tx *bolt.Tx) error {
-		moved = 0
-		dead := tx.Bucket(bucketDead)
-		if len(ids) == 0 {
-			c := dead.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				ids = append(ids, binary.BigEndian.Uint64(k))
-			}
-		}
-		for _, id := range ids {
-			r, err := getRecord(tx, bucketDead, id)
-			if err != nil {
-				return err
-			}
-			if q.opts.MaxPending > 0 && counter(tx, metaPendingN) >= uint64(q.opts.MaxPending) {
-				return ErrFull
-			}
-			if err := deleteRecord(tx, bucketDead, metaDeadN, id); err != nil {
-				return err
-			}
-			nid, err := tx.Bucket(bucketPending).NextSequence()
-			if err != nil {
-				return err
-			}
-			r.ID, r.Attempts, r.LastError = nid, 0, "retried after: "+r.DeadReason
-			r.DeadReason, r.DeadAt, r.NextAttempt = "", time.Time{}, time.Time{}
-			if err := putRecord(tx, bucketPending, metaPendingN, r); err != nil {
-				return err
-			}
-			moved++
-		}
-		return nil
+		var err error
+		moved, err = q.retryTx(tx, ids)
+		return err
 	})
 	if err == nil && moved > 0 {
 		q.signal()
@@ -1054,15 +1026,38 @@ func (q *Queue) Retry(ctx context.Context, ids ...uint64) (int, error) {
 	return moved, err
 }
 
-// Drop deletes one record, pending, dead or rejected, for good.
-func (q *Queue) Drop(ctx context.Context, state State, id uint64) error {
-	bucket, key := stateBucket(state)
-	return q.write(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucket).Get(u64(id)) == nil {
-			return ErrNotFound
+// retryTx moves the dead records ids (all when none) back to pending.
+func (q *Queue) retryTx(tx *bolt.Tx, ids []uint64) (moved int, err error) {
+	dead := tx.Bucket(bucketDead)
+	if len(ids) == 0 {
+		c := dead.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			ids = append(ids, binary.BigEndian.Uint64(k))
 		}
-		return deleteRecord(tx, bucket, key, id)
-	})
+	}
+	for _, id := range ids {
+		r, err := getRecord(tx, bucketDead, id)
+		if err != nil {
+			return moved, err
+		}
+		if q.opts.MaxPending > 0 && counter(tx, metaPendingN) >= uint64(q.opts.MaxPending) {
+			return moved, ErrFull
+		}
+		if err := deleteRecord(tx, bucketDead, metaDeadN, id); err != nil {
+			return moved, err
+		}
+		nid, err := tx.Bucket(bucketPending).NextSequence()
+		if err != nil {
+			return moved, err
+		}
+		r.ID, r.Attempts, r.LastError = nid, 0, "retried after: "+r.DeadReason
+		r.DeadReason, r.DeadAt, r.NextAttempt = "", time.Time{}, time.Time{}
+		if err := putRecord(tx, bucketPending, metaPendingN, r); err != nil {
+			return moved, err
+		}
+		moved++
+	}
+	return moved, nil
 }
 
 // Token is the platform access token as kept in the database.

@@ -30,9 +30,9 @@ type Record struct {
 // Rejection is a frame that did not become a record: kept with its raw bytes
 // and the reason, never uploaded.
 type Rejection struct {
-	ID     uint64    `json:"id"`
-	Reader string    `json:"reader"`
-	Raw    []byte    `json:"raw"` // as read from the port (JSON: base64)
-	Reason string    `json:"reason"`
-	Time   time.Time `json:"time"`
+	ID     RejectedID `json:"id"` // shown as r<N>`
+	Reader string     `json:"reader"`
+	Raw    []byte     `json:"raw"` // as read from the port (JSON: base64)
+	Reason string     `json:"reason"`
+	Time   time.Time  `json:"time"`
 }
