@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,5 +105,71 @@ func TestRefsNeverMixRecordsAndRejectedFrames(t *testing.T) {
 	}
 	if _, err := q.DropOne(ctx, ref); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second DropOne(r1) = %v; want ErrNotFound", err)
+	}
+}
+
+// damageRecord breaks the JSON of the record with that xgh inside the file,
+// leaving bbolt's pages intact (bbolt keeps no checksum of values).
+func damageRecord(tb testing.TB, path, xgh string) {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Every copy: free pages keep older copies of a page.
+	needle := []byte(`"xgh":"` + xgh + `"`)
+	if !bytes.Contains(b, needle) {
+		tb.Fatalf("record %s not in the file", xgh)
+	}
+	for at := bytes.Index(b, needle); at >= 0; at = bytes.Index(b, needle) {
+		copy(b[at:], "\x00\x01\x02")
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Item 3: one undecodable pending record is moved aside (dead, reason
+// "record unreadable", raw bytes kept) and the rest flows; list, show,
+// export and drop still work.
+func TestUnreadableRecordMovedAside(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	for i := range 5 {
+		mustEnqueue(t, q, fmt.Sprintf("x%d", i))
+	}
+	q.Close()
+	damageRecord(t, path, "x0") // the oldest: it heads every window
+	q = mustOpen(t, path, Options{})
+	if items, err := q.List(StatePending, 0, 0); err != nil || len(items) != 5 {
+		t.Fatalf("List pending with an unreadable record: %d items, %v", len(items), err)
+	}
+	if s, err := q.Stats(); err != nil || s.OldestPending == nil {
+		t.Fatalf("Stats: %+v, %v", s, err)
+	}
+	got, err := q.Pending(0, 2)
+	if err != nil || len(got) != 2 || got[0].Xgh != "x1" || got[1].Xgh != "x2" {
+		t.Fatalf("Pending(0, 2) = %+v, %v; want x1, x2", got, err)
+	}
+	dead, err := q.List(StateDead, 0, 0)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead: %+v, %v", dead, err)
+	}
+	r := dead[0].Record
+	if r.ID != 1 || !strings.HasPrefix(r.DeadReason, "record unreadable") || !bytes.Contains(r.Raw, []byte("\x00\x01\x02")) {
+		t.Fatalf("the unreadable record in dead: %+v", r)
+	}
+	if s := mustStats(t, q); s.Pending != 4 || s.Dead != 1 {
+		t.Fatalf("stats: %+v", s)
+	}
+	if _, err := q.RetryOne(ctx, Ref{N: 1}); !errors.Is(err, ErrState) {
+		t.Fatalf("retry of an unreadable record: %v; want ErrState", err)
+	}
+	if n, err := q.Retry(ctx); err != nil || n != 0 {
+		t.Fatalf("retry of every dead record: %d, %v; want the unreadable one left", n, err)
+	}
+	if st, err := q.DropOne(ctx, Ref{N: 1}); err != nil || st != StateDead {
+		t.Fatalf("drop: %s, %v", st, err)
 	}
 }

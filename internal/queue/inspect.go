@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -70,13 +71,15 @@ func (q *Queue) Stats() (Stats, error) {
 		if b == nil {
 			return nil
 		}
-		if k, v := b.Cursor().First(); k != nil {
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: record %d: %v", ErrCorrupt, binary.BigEndian.Uint64(k), err)
+			if json.Unmarshal(v, &r) != nil {
+				continue // moved aside by the next Pending
 			}
 			t := r.ScanTime.UTC()
 			s.OldestPending = &t
+			break
 		}
 		return nil
 	})
@@ -103,11 +106,7 @@ func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-			it, err := decodeItem(state, k, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, it)
+			out = append(out, decodeItem(state, k, v))
 		}
 		return nil
 	})
@@ -206,9 +205,8 @@ func (q *Queue) Find(ref Ref) (Item, error) {
 		if v == nil {
 			return fmt.Errorf("%s: %w", ref.Noun(), ErrNotFound)
 		}
-		var err error
-		it, err = decodeItem(st, u64(ref.N), v)
-		return err
+		it = decodeItem(st, u64(ref.N), v)
+		return nil
 	})
 	return it, err
 }
@@ -310,20 +308,24 @@ func (q *Queue) Page(state State, after uint64, limit int, withIDCard bool) (Pag
 	return p, nil
 }
 
-func decodeItem(state State, k, v []byte) (Item, error) {
+// decodeItem decodes a stored entry. Bytes that do not decode are shown as
+// they are (Record.Raw, or Rejection.Raw), never an error: one damaged
+// record must not hide the others.
+func decodeItem(state State, k, v []byte) Item {
 	it := Item{State: state}
-	var err error
+	id := binary.BigEndian.Uint64(k)
 	if state == StateRejected {
 		it.Rejection = new(Rejection)
-		err = json.Unmarshal(v, it.Rejection)
-	} else {
-		it.Record = new(Record)
-		err = json.Unmarshal(v, it.Record)
+		if err := json.Unmarshal(v, it.Rejection); err != nil {
+			it.Rejection = &Rejection{ID: RejectedID(id), Raw: bytes.Clone(v), Reason: fmt.Sprintf("%s (%v)", Unreadable, err)}
+		}
+		return it
 	}
-	if err != nil {
-		return it, fmt.Errorf("%w: record %d: %v", ErrCorrupt, binary.BigEndian.Uint64(k), err)
+	it.Record = new(Record)
+	if err := json.Unmarshal(v, it.Record); err != nil {
+		it.Record = unreadableRecord(id, v, err)
 	}
-	return it, nil
+	return it
 }
 
 // MaskedIDCard replaces a record's idCard in everything shown to a person or

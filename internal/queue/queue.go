@@ -895,21 +895,58 @@ func (q *Queue) Reject(ctx context.Context, rj *Rejection) error {
 }
 
 // Pending returns up to limit pending records with an ID greater than after,
-// oldest first. It reads with a cursor: the backlog is never loaded whole.
+// oldest first. It reads with a cursor: the backlog is never loaded whole. A
+// record whose bytes do not decode is skipped and moved to dead (reason
+// Unreadable, its bytes kept in Raw), so one damaged record never stops the
+// others.
 func (q *Queue) Pending(after uint64, limit int) ([]Record, error) {
 	var out []Record
+	var bad []uint64
 	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketPending).Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var r Record
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: record %d: %v", ErrCorrupt, binary.BigEndian.Uint64(k), err)
+				bad = append(bad, binary.BigEndian.Uint64(k))
+				continue
 			}
 			out = append(out, r)
 		}
 		return nil
 	})
+	if err == nil && len(bad) > 0 && !q.opts.ReadOnly {
+		// Best effort: if this write fails the next Pending tries again.
+		_ = q.moveUnreadable(context.Background(), bad)
+	}
 	return out, err
+}
+
+// moveUnreadable moves the pending records ids whose bytes do not decode to
+// dead.
+func (q *Queue) moveUnreadable(ctx context.Context, ids []uint64) error {
+	now := q.now()
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			v := tx.Bucket(bucketPending).Get(u64(id))
+			if v == nil {
+				continue
+			}
+			var r Record
+			err := json.Unmarshal(v, &r)
+			if err == nil {
+				continue
+			}
+			dead := unreadableRecord(id, v, err)
+			dead.DeadAt = now
+			if err := deleteRecord(tx, bucketPending, metaPendingN, id); err != nil {
+				return err
+			}
+			if err := putRecord(tx, bucketDead, metaDeadN, dead); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Deliver removes delivered records from the pending bucket in one commit,
@@ -1029,7 +1066,8 @@ func (q *Queue) Retry(ctx context.Context, ids ...uint64) (int, error) {
 // retryTx moves the dead records ids (all when none) back to pending.
 func (q *Queue) retryTx(tx *bolt.Tx, ids []uint64) (moved int, err error) {
 	dead := tx.Bucket(bucketDead)
-	if len(ids) == 0 {
+	all := len(ids) == 0
+	if all {
 		c := dead.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			ids = append(ids, binary.BigEndian.Uint64(k))
@@ -1037,6 +1075,12 @@ func (q *Queue) retryTx(tx *bolt.Tx, ids []uint64) (moved int, err error) {
 	}
 	for _, id := range ids {
 		r, err := getRecord(tx, bucketDead, id)
+		if err == nil && r.Raw != nil {
+			err = fmt.Errorf("record %d: its stored bytes are unreadable, so it cannot be uploaded; export it (queue export --dead) and drop it: %w", id, ErrState)
+		}
+		if err != nil && all && !errors.Is(err, ErrFull) {
+			continue // the others still go
+		}
 		if err != nil {
 			return moved, err
 		}

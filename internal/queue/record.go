@@ -1,6 +1,10 @@
 package queue
 
-import "time"
+import (
+	"bytes"
+	"fmt"
+	"time"
+)
 
 // Record is one scan on its way to the platform: what the reader stamped, with
 // the ID number already encrypted. It is the type that flows from the reader
@@ -25,6 +29,20 @@ type Record struct {
 	NextAttempt time.Time `json:"nextAttempt,omitzero"` // earliest next try, when backing off
 	DeadReason  string    `json:"deadReason,omitempty"` // set in the dead bucket
 	DeadAt      time.Time `json:"deadAt,omitzero"`      // set in the dead bucket
+	// Raw is set only for a record whose stored bytes did not decode: the
+	// bytes as found (JSON: base64), kept for export. Such a record is dead
+	// and cannot be retried.
+	Raw []byte `json:"raw,omitempty"`
+}
+
+// Unreadable is the dead reason of a record whose stored bytes did not
+// decode.
+const Unreadable = "record unreadable"
+
+// unreadableRecord stands for the stored bytes v of record id that did not
+// decode (err).
+func unreadableRecord(id uint64, v []byte, err error) *Record {
+	return &Record{ID: id, Raw: bytes.Clone(v), DeadReason: fmt.Sprintf("%s (%v)", Unreadable, err)}
 }
 
 // Rejection is a frame that did not become a record: kept with its raw bytes
