@@ -173,3 +173,94 @@ func TestUnreadableRecordMovedAside(t *testing.T) {
 		t.Fatalf("drop: %s, %v", st, err)
 	}
 }
+
+// stopAfter is a context whose Err turns to Canceled after n calls: a
+// salvage interrupted after its first commits (a power cut, Ctrl-C).
+type stopAfter struct {
+	context.Context
+	n int
+}
+
+func (c *stopAfter) Err() error {
+	if c.n == 0 {
+		return context.Canceled
+	}
+	c.n--
+	return nil
+}
+
+// pendingXghs lists the xgh of every pending record, failing on a repeat.
+func pendingXghs(t *testing.T, q *Queue) map[string]bool {
+	t.Helper()
+	items, err := q.List(StatePending, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, it := range items {
+		if seen[it.Record.Xgh] {
+			t.Fatalf("record %s is pending twice", it.Record.Xgh)
+		}
+		seen[it.Record.Xgh] = true
+	}
+	return seen
+}
+
+// Item 5: a salvage interrupted after some of its commits, run again, copies
+// every record once.
+func TestSalvageInterruptedThenRerun(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.db")
+	q := mustOpen(t, old, Options{})
+	fill(t, q, 1200) // three commits of salvageChunk
+	q.Close()
+	damagePage(t, old, "x00900")
+
+	live := mustOpen(t, filepath.Join(dir, "queue.db"), Options{})
+	if _, err := Salvage(&stopAfter{Context: context.Background(), n: 1}, old, live); err == nil {
+		t.Fatal("the interrupted salvage reported success")
+	}
+	if s := mustStats(t, live); s.Pending == 0 {
+		t.Fatal("the interrupted salvage committed nothing: the test does not interrupt it in the middle")
+	}
+	res, err := Salvage(context.Background(), old, live)
+	if err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	got := pendingXghs(t, live)
+	clean := mustOpen(t, filepath.Join(dir, "clean.db"), Options{})
+	want, err := Salvage(context.Background(), old, clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != want.Pending {
+		t.Fatalf("interrupted and rerun: %d records (rerun %+v); one clean salvage: %d", len(got), res, want.Pending)
+	}
+	if _, err := Salvage(context.Background(), old, live); !errors.Is(err, ErrAlreadySalvaged) {
+		t.Fatalf("third salvage: %v; want ErrAlreadySalvaged", err)
+	}
+}
+
+// Item 5: the journal beside a salvaged file holds acknowledged work the
+// file does not: its scans are salvaged and its deliveries are not brought
+// back.
+func TestSalvageReadsJournalBeside(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.db")
+	q := mustOpen(t, old, Options{})
+	for _, x := range []string{"a", "b", "c"} {
+		mustEnqueue(t, q, x)
+	}
+	q.Close()
+	// Acknowledged before the crash, never applied: d enqueued, a delivered.
+	leaveEntry(t, old, &entry{Gen: 99, Enq: []journalItem{journalRec(t, 4, "d")}, Del: []uint64{1}})
+	live := mustOpen(t, filepath.Join(dir, "queue.db"), Options{})
+	res, err := Salvage(context.Background(), old, live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pendingXghs(t, live)
+	if len(got) != 3 || !got["b"] || !got["c"] || !got["d"] || res.Pending != 3 {
+		t.Fatalf("salvaged %v (%+v); want b, c and d", got, res)
+	}
+}

@@ -60,11 +60,11 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		return res, fmt.Errorf("salvage: %w", err)
 	}
 	marker := append([]byte("salvaged:"), sum...)
-	var done bool
-	if err := q.view(func(tx *bolt.Tx) error { done = tx.Bucket(bucketMeta).Get(marker) != nil; return nil }); err != nil {
+	var prog salvageProgress
+	if err := q.view(func(tx *bolt.Tx) error { prog = readProgress(tx.Bucket(bucketMeta).Get(marker)); return nil }); err != nil {
 		return res, err
 	}
-	if done {
+	if prog.Done {
 		return res, fmt.Errorf("salvage %s: %w", path, ErrAlreadySalvaged)
 	}
 
@@ -108,15 +108,41 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		res.Damaged = true
 	}
 
-	from := filepath.Base(path)
+	// The journal beside the file, if any, holds acknowledged work the file
+	// may not: an entry above the file's journal_gen.
+	var je entry
+	if e, ok, err := readJournal(journalPath(path)); err == nil && ok {
+		var gen uint64
+		protect(func() error { gen = counter(tx, metaJournalGen); return nil })
+		if e.Gen > gen {
+			je = e
+		}
+	}
+	delivered := make(map[uint64]bool, len(je.Del))
+	for _, id := range je.Del {
+		delivered[id] = true
+	}
+	seen := make(map[uint64]bool, len(je.Enq)) // journal records the file holds too
+	for _, it := range je.Enq {
+		seen[it.ID] = false
+	}
+
+	prog.From = filepath.Base(path)
 	var chunk []Record
+	var at salvagePos // of the last record in chunk
 	flush := func(last bool) error {
 		if len(chunk) == 0 && !last {
 			return nil
 		}
 		recs := chunk
 		chunk = nil
-		err := q.write(ctx, func(tx *bolt.Tx) error {
+		next := prog
+		next.At, next.Done = at, last
+		v, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		err = q.write(ctx, func(tx *bolt.Tx) error {
 			pending := tx.Bucket(bucketPending)
 			for i := range recs {
 				r := recs[i]
@@ -133,14 +159,14 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 					return err
 				}
 			}
-			if last {
-				return tx.Bucket(bucketMeta).Put(marker, []byte(from))
-			}
-			return nil
+			// The progress commits with the records: a rerun after an
+			// interruption starts after the last record copied.
+			return tx.Bucket(bucketMeta).Put(marker, v)
 		})
 		if err != nil {
 			return err
 		}
+		prog = next
 		for _, r := range recs {
 			if r.DeadReason != "" {
 				res.Dead++
@@ -150,7 +176,17 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		}
 		return nil
 	}
-	for _, st := range []State{StatePending, StateDead} {
+	take := func(pos salvagePos, r Record) error {
+		if !prog.At.before(pos) {
+			return nil // copied by an earlier, interrupted run
+		}
+		chunk, at = append(chunk, r), pos
+		if len(chunk) >= salvageChunk {
+			return flush(false)
+		}
+		return nil
+	}
+	for si, st := range []State{StatePending, StateDead} {
 		name, _ := stateBucket(st)
 		var b *bolt.Bucket
 		var seq uint64
@@ -181,13 +217,15 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 			}
 			if st == StatePending {
 				r.DeadReason, r.DeadAt = "", time.Time{}
+				if _, ok := seen[id]; ok {
+					seen[id] = true
+				}
+				if delivered[id] {
+					return true, nil // delivered: the journal says so
+				}
 			}
 			r.NextAttempt = time.Time{}
-			chunk = append(chunk, r)
-			if len(chunk) >= salvageChunk {
-				return true, flush(false)
-			}
-			return true, nil
+			return true, take(salvagePos{si, id}, r)
 		})
 		if werr != nil {
 			return res, fmt.Errorf("salvage %s: %w", path, werr)
@@ -197,6 +235,16 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 			res.Unreadable += n
 		}
 	}
+	for _, it := range je.Enq {
+		var r Record
+		if seen[it.ID] || delivered[it.ID] || json.Unmarshal(it.V, &r) != nil {
+			continue
+		}
+		r.NextAttempt = time.Time{}
+		if err := take(salvagePos{2, it.ID}, r); err != nil {
+			return res, fmt.Errorf("salvage %s: %w", path, err)
+		}
+	}
 	if err := flush(true); err != nil {
 		return res, fmt.Errorf("salvage %s: %w", path, err)
 	}
@@ -204,6 +252,39 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		q.signal()
 	}
 	return res, nil
+}
+
+// salvageProgress is the marker Salvage keeps in the live queue's meta
+// bucket for a file (by its SHA-256): how far it got, committed with each
+// chunk of records, so a rerun copies each record once.
+type salvageProgress struct {
+	From string     `json:"from"`
+	At   salvagePos `json:"at"`
+	Done bool       `json:"done"`
+}
+
+// salvagePos orders the records Salvage copies: the pending bucket (0),
+// then dead (1), then the journal beside the file (2), each by ID.
+type salvagePos struct {
+	Part int    `json:"part"`
+	ID   uint64 `json:"id"`
+}
+
+func (p salvagePos) before(o salvagePos) bool {
+	return p.Part < o.Part || p.Part == o.Part && p.ID < o.ID
+}
+
+// readProgress decodes a marker; an older version wrote the file's name
+// once done.
+func readProgress(v []byte) salvageProgress {
+	var p salvageProgress
+	if v == nil {
+		return p
+	}
+	if json.Unmarshal(v, &p) != nil {
+		return salvageProgress{From: string(v), Done: true}
+	}
+	return p
 }
 
 // salvageBucket calls fn for every readable key of b (8-byte IDs from 1 to
