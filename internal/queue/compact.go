@@ -67,6 +67,9 @@ func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
 			os.Remove(tmp)
 		}
 	}()
+	if err := keepOwner(tmp); err != nil {
+		return c, fmt.Errorf("compact: %w", err)
+	}
 	if err := protect(func() error { return bolt.Compact(dst, src, compactTxMaxSize) }); err != nil {
 		return c, fmt.Errorf("compact %s: %w", path, err)
 	}

@@ -174,6 +174,12 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	if err != nil {
 		return nil, openError("open queue", path, err)
 	}
+	if !opts.ReadOnly {
+		if err := keepOwner(path); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open queue: %w", err)
+		}
+	}
 	q = &Queue{db: db, path: path, opts: opts, now: now,
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		changed: make(chan struct{}, 1)}
