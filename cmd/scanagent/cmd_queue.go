@@ -344,16 +344,19 @@ func (c *queueCmd) retry(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	var n int
+	var res queue.Retried
 	if *all {
-		n, err = st.RetryDead(ctx)
+		res, err = st.RetryDead(ctx)
 	} else {
-		n, err = st.Retry(ctx, id)
+		res.Retried, err = st.Retry(ctx, id)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d dead record(s) moved back to pending, at the end of the queue with new IDs\n", n)
+	fmt.Fprintf(e.stdout, "%d dead record(s) moved back to pending, at the end of the queue with new IDs\n", res.Retried)
+	if res.Left > 0 {
+		fmt.Fprintf(e.stdout, "%d record(s) left dead: the queue is full (max_pending); run queue retry --all-dead again once uploads have made room\n", res.Left)
+	}
 	return nil
 }
 
@@ -543,7 +546,7 @@ type queueStore interface {
 	List(ctx context.Context, s queue.State, after uint64, limit int, withIDCard bool) (admin.RecordsPage, error)
 	Get(ctx context.Context, id queue.Ref) (queue.Item, error)
 	Retry(ctx context.Context, id queue.Ref) (int, error)
-	RetryDead(ctx context.Context) (int, error)
+	RetryDead(ctx context.Context) (queue.Retried, error)
 	Drop(ctx context.Context, id queue.Ref) (queue.State, error)
 	Salvage(ctx context.Context, file string) (queue.Salvaged, error)
 	Where() string
@@ -564,7 +567,7 @@ func (d dbStore) Get(_ context.Context, id queue.Ref) (queue.Item, error) { retu
 
 func (d dbStore) Retry(ctx context.Context, id queue.Ref) (int, error) { return d.q.RetryOne(ctx, id) }
 
-func (d dbStore) RetryDead(ctx context.Context) (int, error) { return d.q.Retry(ctx) }
+func (d dbStore) RetryDead(ctx context.Context) (queue.Retried, error) { return d.q.RetryDead(ctx) }
 
 func (d dbStore) Drop(ctx context.Context, id queue.Ref) (queue.State, error) {
 	return d.q.DropOne(ctx, id)

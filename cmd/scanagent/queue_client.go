@@ -144,9 +144,9 @@ func (a *apiStore) Retry(ctx context.Context, id queue.Ref) (int, error) {
 	return r.Retried, a.call(ctx, "POST", "/api/queue/records/"+id.String()+"/retry", nil, &r)
 }
 
-func (a *apiStore) RetryDead(ctx context.Context) (int, error) {
-	var r admin.Retried
-	return r.Retried, a.call(ctx, "POST", "/api/queue/retry-dead", nil, &r)
+func (a *apiStore) RetryDead(ctx context.Context) (queue.Retried, error) {
+	var r queue.Retried
+	return r, a.call(ctx, "POST", "/api/queue/retry-dead", nil, &r)
 }
 
 func (a *apiStore) Drop(ctx context.Context, id queue.Ref) (queue.State, error) {

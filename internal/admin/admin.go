@@ -43,7 +43,7 @@ type Queue interface {
 	Page(state queue.State, after uint64, limit int, withIDCard bool) (queue.Page, error)
 	Find(ref queue.Ref) (queue.Item, error)
 	RetryOne(ctx context.Context, ref queue.Ref) (int, error)
-	Retry(ctx context.Context, ids ...uint64) (int, error)
+	RetryDead(ctx context.Context) (queue.Retried, error)
 	DropOne(ctx context.Context, ref queue.Ref) (queue.State, error)
 }
 

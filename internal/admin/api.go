@@ -21,9 +21,7 @@ const (
 type RecordsPage = queue.Page
 
 // Retried is the body of the retry routes.
-type Retried struct {
-	Retried int `json:"retried"`
-}
+type Retried = queue.Retried
 
 // Dropped is the body of DELETE /api/queue/records/{id}.
 type Dropped struct {
@@ -164,16 +162,16 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request) {
 		apiFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Retried{n})
+	writeJSON(w, http.StatusOK, Retried{Retried: n})
 }
 
 func (s *Server) apiRetryDead(w http.ResponseWriter, r *http.Request) {
-	n, err := s.opts.Queue.Retry(r.Context())
+	res, err := s.opts.Queue.RetryDead(r.Context())
 	if err != nil {
 		apiFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Retried{n})
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) apiDrop(w http.ResponseWriter, r *http.Request) {

@@ -166,7 +166,7 @@ func TestUnreadableRecordMovedAside(t *testing.T) {
 	if _, err := q.RetryOne(ctx, Ref{N: 1}); !errors.Is(err, ErrState) {
 		t.Fatalf("retry of an unreadable record: %v; want ErrState", err)
 	}
-	if n, err := q.Retry(ctx); err != nil || n != 0 {
+	if n, err := q.RetryDead(ctx); err != nil || n.Retried != 0 {
 		t.Fatalf("retry of every dead record: %d, %v; want the unreadable one left", n, err)
 	}
 	if st, err := q.DropOne(ctx, Ref{N: 1}); err != nil || st != StateDead {
@@ -262,5 +262,39 @@ func TestSalvageReadsJournalBeside(t *testing.T) {
 	got := pendingXghs(t, live)
 	if len(got) != 3 || !got["b"] || !got["c"] || !got["d"] || res.Pending != 3 {
 		t.Fatalf("salvaged %v (%+v); want b, c and d", got, res)
+	}
+}
+
+// Item 7: retrying every dead record at max_pending moves what fits, says
+// how many moved and how many stay dead, and wakes the uploader.
+func TestRetryDeadAtMaxPending(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{MaxPending: 3})
+	for range 3 {
+		id := mustEnqueue(t, q, "dead")
+		if err := q.Kill(ctx, id, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustEnqueue(t, q, "p1")
+	mustEnqueue(t, q, "p2")
+	select {
+	case <-q.Wake():
+	default:
+	}
+	res, err := q.RetryDead(ctx)
+	if err != nil || res.Retried != 1 || res.Left != 2 {
+		t.Fatalf("RetryDead at max_pending = %+v, %v; want 1 moved, 2 left", res, err)
+	}
+	select {
+	case <-q.Wake():
+	default:
+		t.Fatal("the uploader was not woken for the record moved back")
+	}
+	if s := mustStats(t, q); s.Pending != 3 || s.Dead != 2 {
+		t.Fatalf("stats: %+v", s)
+	}
+	if res, err := q.RetryDead(ctx); !errors.Is(err, ErrFull) || res.Retried != 0 || res.Left != 2 {
+		t.Fatalf("RetryDead with no room = %+v, %v; want ErrFull and 2 left", res, err)
 	}
 }

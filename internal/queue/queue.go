@@ -1052,24 +1052,39 @@ func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr strin
 	})
 }
 
-// Retry moves dead records back to the pending bucket. A retried record gets
-// a new ID at the end of the queue, its attempts reset; the dead reason is
-// kept in LastError. With no IDs, every dead record is retried. It returns how
-// many records moved.
-func (q *Queue) Retry(ctx context.Context, ids ...uint64) (int, error) {
-	moved := 0
-	err := q.write(ctx, func(tx *bolt.Tx) error {
-		var err error
-		moved, err = q.retryTx(tx, ids)
-		return err
-	})
-	if err == nil && moved > 0 {
-		q.signal()
-	}
-	return moved, err
+// Retried is what a retry of dead records did.
+type Retried struct {
+	Retried int `json:"retried"`        // moved back to pending
+	Left    int `json:"left,omitempty"` // left dead because the queue is full
 }
 
-// retryTx moves the dead records ids (all when none) back to pending.
+// RetryDead moves every dead record that fits under MaxPending back to
+// pending and wakes the uploader for them. When the queue fills
+// up on the way it stops, and reports the records left dead; it returns
+// ErrFull only when none could move.
+func (q *Queue) RetryDead(ctx context.Context) (Retried, error) {
+	var res Retried
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		moved, err := q.retryTx(tx, nil)
+		res = Retried{Retried: moved}
+		if errors.Is(err, ErrFull) {
+			res.Left = int(counter(tx, metaDeadN))
+			if moved > 0 {
+				return nil
+			}
+		}
+		return err
+	})
+	if res.Retried > 0 && err == nil {
+		q.signal()
+	}
+	return res, err
+}
+
+// retryTx moves the dead records ids (all when none) back to pending. A
+// retried record gets a new ID at the end of the queue, its attempts reset;
+// the dead reason is kept in LastError. A record whose bytes were unreadable
+// is never retried (ErrState; skipped when retrying all).
 func (q *Queue) retryTx(tx *bolt.Tx, ids []uint64) (moved int, err error) {
 	dead := tx.Bucket(bucketDead)
 	all := len(ids) == 0

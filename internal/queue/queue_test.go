@@ -83,8 +83,8 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || it.State != StateDead || it.Record.DeadReason != "errorFields: idCard" {
 		t.Fatalf("Get dead = %+v, %v", it, err)
 	}
-	n, err := q.Retry(ctx)
-	if err != nil || n != 1 {
+	n, err := q.RetryDead(ctx)
+	if err != nil || n.Retried != 1 {
 		t.Fatalf("Retry all = %d, %v; want 1", n, err)
 	}
 	got, _ = q.Pending(0, 10)
