@@ -927,6 +927,22 @@ func (q *Queue) Pending(after uint64, limit int) ([]Record, error) {
 	return out, err
 }
 
+// PendingRecord reads one pending record again; ErrNotFound when it is no
+// longer pending (delivered, dropped, moved to dead or retried under a new
+// ID).
+func (q *Queue) PendingRecord(id uint64) (Record, error) {
+	var r *Record
+	err := q.view(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getRecord(tx, bucketPending, id)
+		return err
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return *r, nil
+}
+
 // moveUnreadable moves the pending records ids whose bytes do not decode to
 // dead.
 func (q *Queue) moveUnreadable(ctx context.Context, ids []uint64) error {

@@ -30,6 +30,7 @@ import (
 // Queue is what the uploader needs of the offline queue.
 type Queue interface {
 	Pending(after uint64, limit int) ([]queue.Record, error)
+	PendingRecord(id uint64) (queue.Record, error)
 	Deliver(ctx context.Context, ids ...uint64) error
 	Kill(ctx context.Context, id uint64, reason string) error
 	Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error
@@ -234,13 +235,27 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 // deliver works on one record until it is delivered, dead, or ctx ends.
 func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 	log := u.log.With("record", r.ID)
-	for ctx.Err() == nil {
+	for try := 0; ctx.Err() == nil; try++ {
 		if err := u.hold.wait(ctx); err != nil {
 			return
 		}
 		probe, err := u.gate.acquire(ctx)
 		if err != nil {
 			return
+		}
+		if try > 0 {
+			// While this worker waited, the record may have been dropped,
+			// moved to dead or retried by a technician.
+			cur, err := u.q.PendingRecord(r.ID)
+			if errors.Is(err, queue.ErrNotFound) {
+				u.gate.release(probe)
+				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
+				return
+			}
+			if err == nil {
+				cur.Attempts = r.Attempts
+				r = cur
+			}
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
