@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // quarantineOnce fills path with n scans, damages it and reopens it with
@@ -297,4 +300,69 @@ func TestRetryDeadAtMaxPending(t *testing.T) {
 	if res, err := q.RetryDead(ctx); !errors.Is(err, ErrFull) || res.Retried != 0 || res.Left != 2 {
 		t.Fatalf("RetryDead with no room = %+v, %v; want ErrFull and 2 left", res, err)
 	}
+}
+
+// Item 9: on Windows a file that is open and mapped cannot be renamed over,
+// so compact closes the source before it replaces it (the order is tested
+// here on any OS: Compact picks closeFirst on Windows). Without the lock
+// across the rename, a write to the file in between makes it refuse
+// instead of losing that write. Elsewhere the lock is held until the
+// rename is done.
+func TestCompactOrderOfOperations(t *testing.T) {
+	tryLock := func(path string) error {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 50 * time.Millisecond})
+		if err == nil {
+			db.Close()
+		}
+		return err
+	}
+	setup := func(t *testing.T) string {
+		path := filepath.Join(t.TempDir(), "queue.db")
+		q := mustOpen(t, path, Options{})
+		fill(t, q, 200)
+		q.Close()
+		return path
+	}
+	t.Run("close first", func(t *testing.T) {
+		path := setup(t)
+		var lockErr error
+		if _, err := compact(path, 0, true, func() { lockErr = tryLock(path) }); err != nil {
+			t.Fatal(err)
+		}
+		if lockErr != nil {
+			t.Fatalf("before the rename the source was still open (its lock held): %v", lockErr)
+		}
+		q := mustOpen(t, path, Options{})
+		if s := mustStats(t, q); s.Pending != 200 {
+			t.Fatalf("after compact: %+v", s)
+		}
+	})
+	t.Run("close first, written meanwhile", func(t *testing.T) {
+		path := setup(t)
+		_, err := compact(path, 0, true, func() {
+			q := mustOpen(t, path, Options{})
+			mustEnqueue(t, q, "written during compact")
+			q.Close()
+		})
+		if err == nil || !strings.Contains(err.Error(), "written while") {
+			t.Fatalf("compact after a write in between: %v; want a refusal", err)
+		}
+		q := mustOpen(t, path, Options{})
+		if s := mustStats(t, q); s.Pending != 201 {
+			t.Fatalf("the write made in between is lost: %+v", s)
+		}
+		if _, err := os.Stat(path + ".compact-tmp"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the copy was left behind: %v", err)
+		}
+	})
+	t.Run("lock held", func(t *testing.T) {
+		path := setup(t)
+		var lockErr error
+		if _, err := compact(path, 0, false, func() { lockErr = tryLock(path) }); err != nil {
+			t.Fatal(err)
+		}
+		if lockErr == nil {
+			t.Fatal("the lock was free before the rename")
+		}
+	})
 }

@@ -22,17 +22,30 @@ const (
 // size × high-water page id). ok is false when no meta page is valid; bbolt
 // then refuses the file itself.
 func highWater(path string) (need int64, size int64, ok bool, err error) {
+	need, size, _, ok, err = readMeta(path)
+	return need, size, ok, err
+}
+
+// lastTxID returns the transaction ID of the newest valid meta page: it
+// changes with every commit.
+func lastTxID(path string) (uint64, bool) {
+	_, _, txid, ok, err := readMeta(path)
+	return txid, ok && err == nil
+}
+
+// readMeta reads the newest valid meta page: the file size it needs, and
+// its transaction ID.
+func readMeta(path string) (need, size int64, bestTx uint64, ok bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, 0, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, 0, false, err
 	}
 	size = fi.Size()
-	var bestTx uint64
 	var read func(off int64)
 	read = func(off int64) {
 		buf := make([]byte, metaSumEnd+8)
@@ -68,7 +81,7 @@ func highWater(path string) (need int64, size int64, ok bool, err error) {
 			}
 		}
 	}
-	return need, size, ok, nil
+	return need, size, bestTx, ok, nil
 }
 
 // checkNotTruncated returns an ErrCorrupt error when the file is shorter
