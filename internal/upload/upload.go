@@ -469,7 +469,7 @@ func (u *Uploader) send(ctx context.Context, r queue.Record, tok string) Result 
 		return Result{Outcome: Transient, Reason: u.opts.Redactor.Error(err)}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	if err != nil {
 		return Result{Outcome: Transient, Reason: "reading the answer: " + u.opts.Redactor.Error(err)}
 	}
