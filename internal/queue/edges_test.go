@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -365,4 +366,41 @@ func TestCompactOrderOfOperations(t *testing.T) {
 			t.Fatal("the lock was free before the rename")
 		}
 	})
+}
+
+// Item 11: an Enqueue whose context ends while it waits for a commit (the
+// agent shutting down) either stores the scan and says so, or stores
+// nothing: the scanner's ack and the queue agree.
+func TestCancelledEnqueueStoresOnlyIfConfirmed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	release := make(chan struct{})
+	busy := make(chan error, 1)
+	// A commit in progress: the next Enqueue waits for its turn.
+	committing := make(chan struct{})
+	go func() {
+		busy <- q.write(context.Background(), func(*bolt.Tx) error { close(committing); <-release; return nil })
+	}()
+	<-committing
+	ctx, cancel := context.WithCancel(context.Background())
+	r := rec("during shutdown")
+	got := make(chan error, 1)
+	go func() { got <- q.Enqueue(ctx, r) }()
+	for queued := 0; queued == 0; {
+		q.omu.Lock()
+		queued = len(q.queued)
+		q.omu.Unlock()
+		runtime.Gosched()
+	}
+	cancel()
+	err := <-got
+	close(release)
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	q.Close() // everything handed in is committed by now
+	s := mustStats(t, mustOpen(t, path, Options{}))
+	if (err == nil) != (s.Pending == 1) {
+		t.Fatalf("Enqueue returned %v and the queue holds %d record(s): the scanner's ack and the queue disagree", err, s.Pending)
+	}
 }

@@ -792,14 +792,23 @@ func (q *Queue) submit(ctx context.Context, o *op) error {
 		q.lead(o) // returns once o is answered
 		return o.err
 	}
-	// Once handed over, the work is done whether or not the caller still
-	// waits: a cancelled Enqueue may still be stored, never half-stored.
+	// When ctx ends first, the work is withdrawn if no commit has taken it
+	// yet; once taken, its outcome is awaited (one commit) and returned, so
+	// the caller's answer (a scanner's ack) always says what was stored.
 	select {
 	case <-o.done:
 		return o.err
 	case <-ctx.Done():
+	}
+	q.omu.Lock()
+	if i := slices.Index(q.queued, o); i >= 0 {
+		q.queued = slices.Delete(q.queued, i, i+1)
+		q.omu.Unlock()
 		return ctx.Err()
 	}
+	q.omu.Unlock()
+	<-o.done
+	return o.err
 }
 
 func (q *Queue) signal() {
