@@ -157,12 +157,3 @@ func bucketCounts(db *bolt.DB, check bool) (map[string]bucketCount, error) {
 	})
 	return out, err
 }
-
-// syncDir makes a rename in dir durable (best effort: not every platform
-// can fsync a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
