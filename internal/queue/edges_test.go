@@ -404,3 +404,22 @@ func TestCancelledEnqueueStoresOnlyIfConfirmed(t *testing.T) {
 		t.Fatalf("Enqueue returned %v and the queue holds %d record(s): the scanner's ack and the queue disagree", err, s.Pending)
 	}
 }
+
+// The rejected bucket keeps the ID as a number, as older versions wrote and
+// read it: r<N> is how it is shown, not a change of the file format.
+func TestRejectedIDStoredAsNumber(t *testing.T) {
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{})
+	if err := q.Reject(context.Background(), &Rejection{Reader: "r", Raw: []byte("x"), Reason: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	var v []byte
+	if err := q.view(func(tx *bolt.Tx) error { v = bytes.Clone(tx.Bucket(bucketRejected).Get(u64(1))); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(v, []byte(`{"id":1,`)) {
+		t.Fatalf("stored rejection: %s", v)
+	}
+	if it, err := q.Find(Ref{Rejected: true, N: 1}); err != nil || it.Rejection.ID != 1 || it.Rejection.Reason != "y" {
+		t.Fatalf("Find(r1) = %+v, %v", it, err)
+	}
+}

@@ -92,7 +92,7 @@ func (q *Queue) Reject(ctx context.Context, rj *Rejection) error {
 			return err
 		}
 		rec.ID = RejectedID(id)
-		v, err := json.Marshal(&rec)
+		v, err := json.Marshal(storedRejection{ID: id, Reader: rec.Reader, Raw: rec.Raw, Reason: rec.Reason, Time: rec.Time})
 		if err != nil {
 			return err
 		}
@@ -113,6 +113,17 @@ func (q *Queue) Reject(ctx context.Context, rj *Rejection) error {
 		rj.ID, rj.Time = rec.ID, rec.Time
 	}
 	return err
+}
+
+// storedRejection is a Rejection as the rejected bucket keeps it: the ID as
+// a JSON number, as every version wrote it (RejectedID reads both forms;
+// everything shown says r<N>).
+type storedRejection struct {
+	ID     uint64    `json:"id"`
+	Reader string    `json:"reader"`
+	Raw    []byte    `json:"raw"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
 }
 
 // Pending returns up to limit pending records with an ID greater than after,
