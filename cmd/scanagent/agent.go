@@ -177,6 +177,11 @@ func (a *agent) health() admin.Health {
 		h.OK = false
 		h.Problems = append(h.Problems, "queue: the last write failed: "+qh.WriteError)
 	}
+	if n, why := a.up.Paused(); n > 0 {
+		h.OK = false
+		h.Problems = append(h.Problems, fmt.Sprintf("uploads paused: %d delivered record(s) could not be removed from the queue (%s); "+
+			"free space in data_dir, uploads resume by themselves", n, why))
+	}
 	return h
 }
 

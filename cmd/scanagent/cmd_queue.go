@@ -86,24 +86,25 @@ func stateFlags(fs *flag.FlagSet) func() (queue.State, error) {
 	}
 }
 
-// parseOneID parses the flags and exactly one record ID.
-func parseOneID(e *env, fs *flag.FlagSet, args []string, usage string) (uint64, error) {
+// parseOneID parses the flags and exactly one ID: 12 for a scan record,
+// r12 for a rejected frame.
+func parseOneID(e *env, fs *flag.FlagSet, args []string, usage string) (queue.Ref, error) {
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
-		return 0, err
+		return queue.Ref{}, err
 	}
 	if len(pos) != 1 {
-		return 0, usagef("%s", usage)
+		return queue.Ref{}, usagef("%s", usage)
 	}
 	return parseID(pos[0])
 }
 
-func parseID(s string) (uint64, error) {
-	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || id == 0 {
-		return 0, usagef("%q is not a record ID (a positive number, as `queue list` shows)", s)
+func parseID(s string) (queue.Ref, error) {
+	ref, err := queue.ParseRef(s)
+	if err != nil {
+		return queue.Ref{}, usagef("%v", err)
 	}
-	return id, nil
+	return ref, nil
 }
 
 // printJSON writes v as indented JSON, with every control character
@@ -206,7 +207,7 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(tw, "ID\tTIME\tREADER\tREASON\tRAW")
 		for _, it := range items {
 			r := it.Rejection
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.Time), r.Reader, oneLine(r.Reason), clip(strconv.Quote(string(r.Raw)), 40))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.Time), r.Reader, oneLine(r.Reason), clip(strconv.Quote(string(r.Raw)), 40))
 		}
 	default:
 		last := "ATTEMPTS\tLAST ERROR"
@@ -274,7 +275,7 @@ func eachItem(ctx context.Context, st queueStore, s queue.State, withIDCard bool
 func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("queue show")
 	asJSON := fs.Bool("json", false, "print JSON")
-	id, err := parseOneID(e, fs, args, "usage: scanagent queue show ID [--json]")
+	id, err := parseOneID(e, fs, args, "usage: scanagent queue show ID [--json] (ID: 12 for a scan record, r12 for a rejected frame)")
 	if err != nil {
 		return err
 	}
@@ -295,7 +296,7 @@ func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, termtext.Line(v)) }
 	row("state", string(it.State))
 	if r := it.Rejection; r != nil {
-		row("id", strconv.FormatUint(r.ID, 10))
+		row("id", r.ID.String())
 		row("reader", r.Reader)
 		row("time", localTime(r.Time))
 		row("reason", r.Reason)
@@ -333,7 +334,7 @@ func (c *queueCmd) retry(ctx context.Context, e *env, args []string) error {
 	if *all == (len(pos) == 1) || len(pos) > 1 {
 		return usagef("usage: scanagent queue retry ID|--all-dead")
 	}
-	var id uint64
+	var id queue.Ref
 	if !*all {
 		if id, err = parseID(pos[0]); err != nil {
 			return err
@@ -344,28 +345,31 @@ func (c *queueCmd) retry(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	var n int
+	var res queue.Retried
 	if *all {
-		n, err = st.RetryDead(ctx)
+		res, err = st.RetryDead(ctx)
 	} else {
-		n, err = st.Retry(ctx, id)
+		res.Retried, err = st.Retry(ctx, id)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d dead record(s) moved back to pending, at the end of the queue with new IDs\n", n)
+	fmt.Fprintf(e.stdout, "%d dead record(s) moved back to pending, at the end of the queue with new IDs\n", res.Retried)
+	if res.Left > 0 {
+		fmt.Fprintf(e.stdout, "%d record(s) left dead: the queue is full (max_pending); run queue retry --all-dead again once uploads have made room\n", res.Left)
+	}
 	return nil
 }
 
 func (c *queueCmd) drop(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("queue drop")
 	yes := fs.Bool("yes", false, "really delete the record")
-	id, err := parseOneID(e, fs, args, "usage: scanagent queue drop ID --yes")
+	id, err := parseOneID(e, fs, args, "usage: scanagent queue drop ID --yes (ID: 12 for a scan record, r12 for a rejected frame)")
 	if err != nil {
 		return err
 	}
 	if !*yes {
-		return usagef("queue drop deletes record %d for good; it will never be uploaded. Add --yes to do it", id)
+		return usagef("queue drop deletes %s for good; it will never be uploaded. Add --yes to do it", id.Noun())
 	}
 	st, err := openStore(ctx, e, true)
 	if err != nil {
@@ -376,7 +380,11 @@ func (c *queueCmd) drop(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "dropped %s record %d\n", s, id)
+	if id.Rejected {
+		fmt.Fprintf(e.stdout, "dropped rejected frame %s\n", id)
+	} else {
+		fmt.Fprintf(e.stdout, "dropped %s record %s\n", s, id)
+	}
 	return nil
 }
 
@@ -436,7 +444,7 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 			cw.Write([]string{"id", "reader", "time", "reason", "raw_hex"})
 			write = func(it queue.Item) error {
 				r := it.Rejection
-				return cw.Write([]string{strconv.FormatUint(r.ID, 10), r.Reader, csvTime(r.Time), r.Reason, hex.EncodeToString(r.Raw)})
+				return cw.Write([]string{r.ID.String(), r.Reader, csvTime(r.Time), r.Reason, hex.EncodeToString(r.Raw)})
 			}
 		} else {
 			cw.Write([]string{"id", "reader", "termName", "termSn", "xgh", "name", "idCard", "userType", "scanTime",
@@ -559,55 +567,33 @@ func (c *queueCmd) salvage(ctx context.Context, e *env, args []string) error {
 type queueStore interface {
 	Stats(ctx context.Context) (queue.Stats, error)
 	List(ctx context.Context, s queue.State, after uint64, limit int, withIDCard bool) (admin.RecordsPage, error)
-	Get(ctx context.Context, id uint64) (queue.Item, error)
-	Retry(ctx context.Context, id uint64) (int, error)
-	RetryDead(ctx context.Context) (int, error)
-	Drop(ctx context.Context, id uint64) (queue.State, error)
+	Get(ctx context.Context, id queue.Ref) (queue.Item, error)
+	Retry(ctx context.Context, id queue.Ref) (int, error)
+	RetryDead(ctx context.Context) (queue.Retried, error)
+	Drop(ctx context.Context, id queue.Ref) (queue.State, error)
 	Salvage(ctx context.Context, file string) (queue.Salvaged, error)
 	Where() string
 	Close() error
 }
 
-// dbStore is the queue file opened directly (the agent is stopped).
+// dbStore is the queue file opened directly (the agent is stopped): the
+// same queue methods the admin API serves.
 type dbStore struct{ q *queue.Queue }
 
 func (d dbStore) Stats(context.Context) (queue.Stats, error) { return d.q.Stats() }
 
-func (d dbStore) List(_ context.Context, s queue.State, after uint64, limit int, _ bool) (admin.RecordsPage, error) {
-	items, err := d.q.List(s, after, limit)
-	p := admin.RecordsPage{State: s, Items: items}
-	if err == nil && len(items) == limit {
-		it := items[len(items)-1]
-		if it.Rejection != nil {
-			p.NextAfter = it.Rejection.ID
-		} else {
-			p.NextAfter = it.Record.ID
-		}
-	}
-	return p, err
+func (d dbStore) List(_ context.Context, s queue.State, after uint64, limit int, withIDCard bool) (admin.RecordsPage, error) {
+	return d.q.Page(s, after, limit, withIDCard)
 }
 
-func (d dbStore) Get(_ context.Context, id uint64) (queue.Item, error) { return d.q.Get(id) }
+func (d dbStore) Get(_ context.Context, id queue.Ref) (queue.Item, error) { return d.q.Find(id) }
 
-func (d dbStore) Retry(ctx context.Context, id uint64) (int, error) {
-	it, err := d.q.Get(id)
-	if err != nil {
-		return 0, err
-	}
-	if it.State != queue.StateDead {
-		return 0, fmt.Errorf("record %d is %s, not dead: only dead records can be retried", id, it.State)
-	}
-	return d.q.Retry(ctx, id)
-}
+func (d dbStore) Retry(ctx context.Context, id queue.Ref) (int, error) { return d.q.RetryOne(ctx, id) }
 
-func (d dbStore) RetryDead(ctx context.Context) (int, error) { return d.q.Retry(ctx) }
+func (d dbStore) RetryDead(ctx context.Context) (queue.Retried, error) { return d.q.RetryDead(ctx) }
 
-func (d dbStore) Drop(ctx context.Context, id uint64) (queue.State, error) {
-	it, err := d.q.Get(id)
-	if err != nil {
-		return "", err
-	}
-	return it.State, d.q.Drop(ctx, it.State, id)
+func (d dbStore) Drop(ctx context.Context, id queue.Ref) (queue.State, error) {
+	return d.q.DropOne(ctx, id)
 }
 
 func (d dbStore) Salvage(ctx context.Context, file string) (queue.Salvaged, error) {

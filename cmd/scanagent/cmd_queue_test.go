@@ -121,8 +121,34 @@ func exerciseQueueCommands(t *testing.T, cfgPath string, ids []uint64) {
 		items[0].Record.IDCard != "***" || items[0].Record.DeadReason != "errorFields: idCard" {
 		t.Fatalf("list --dead --json: %+v, %v", items, err)
 	}
-	if out := mustCLI("queue", "list", "--rejected"); !strings.Contains(out, "no xgh") || !strings.Contains(out, `garbage\x01`) {
+	out = mustCLI("queue", "list", "--rejected")
+	if !strings.Contains(out, "no xgh") || !strings.Contains(out, `garbage\x01`) {
 		t.Fatalf("list --rejected:\n%s", out)
+	}
+	// Item 2: the rejected frame's ID as the listing shows it, r<N>, and
+	// the same frame through show, the JSON listing and drop; a bare
+	// number is always a scan record.
+	rejID := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if rejID != "r1" {
+		t.Fatalf("list --rejected shows the frame as %q, want r1:\n%s", rejID, out)
+	}
+	if out := mustCLI("queue", "show", rejID); !strings.Contains(out, "rejected") || !strings.Contains(out, "r1") {
+		t.Fatalf("show %s:\n%s", rejID, out)
+	}
+	if out := mustCLI("queue", "list", "--rejected", "--json"); !strings.Contains(out, `"id": "r1"`) {
+		t.Fatalf("list --rejected --json:\n%s", out)
+	}
+	if out := mustCLI("queue", "show", "1"); !strings.Contains(out, "2026A") {
+		t.Fatalf("show 1 is not the first scan record:\n%s", out)
+	}
+	if code, _, errs := cli(t, cfgPath, "queue", "retry", rejID); code != 1 || !strings.Contains(errs, "rejected") {
+		t.Fatalf("retry %s: exit %d, stderr %q", rejID, code, errs)
+	}
+	if out := mustCLI("queue", "drop", rejID, "--yes"); !strings.Contains(out, "dropped rejected frame r1") {
+		t.Fatalf("drop %s: %q", rejID, out)
+	}
+	if err := json.Unmarshal([]byte(mustCLI("queue", "stats", "--json")), &s); err != nil || s.Pending != 2 || s.Dead != 1 || s.Rejected != 0 {
+		t.Fatalf("stats after dropping %s: %+v, %v (a scan record was dropped instead?)", rejID, s, err)
 	}
 	if code, _, errs := cli(t, cfgPath, "queue", "list", "--limit", "1"); code != 0 || !strings.Contains(errs, "raise --limit") {
 		t.Fatalf("list --limit 1: exit %d, stderr %q", code, errs)

@@ -32,13 +32,9 @@ func TestWaitForConfig(t *testing.T) {
 	if n := strings.Count(stderr.String(), "waiting for a valid configuration"); n != 1 {
 		t.Fatalf("said %d times that it waits, want once:\n%s", n, stderr.String())
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(valid, `app_id = "01"`, `app_id = ""`, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, path, strings.Replace(valid, `app_id = "01"`, `app_id = ""`, 1))
 	waitFor(t, func() bool { return strings.Contains(stderr.String(), "app_id: is empty") })
-	if err := os.WriteFile(path, []byte(valid), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, path, valid)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -60,6 +56,19 @@ func TestWaitForConfig(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("after cancel: %v, want nil", err)
+	}
+}
+
+// writeAtomic replaces path as an editor that saves by rename does, so the
+// poller never reads a half-written file (which it would report too).
+func writeAtomic(t *testing.T, path, body string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }
 

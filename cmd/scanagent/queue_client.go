@@ -134,24 +134,24 @@ func (a *apiStore) List(ctx context.Context, s queue.State, after uint64, limit 
 	return p, a.call(ctx, "GET", "/api/queue/records?"+v.Encode(), nil, &p)
 }
 
-func (a *apiStore) Get(ctx context.Context, id uint64) (queue.Item, error) {
+func (a *apiStore) Get(ctx context.Context, id queue.Ref) (queue.Item, error) {
 	var it queue.Item
-	return it, a.call(ctx, "GET", "/api/queue/records/"+strconv.FormatUint(id, 10), nil, &it)
+	return it, a.call(ctx, "GET", "/api/queue/records/"+id.String(), nil, &it)
 }
 
-func (a *apiStore) Retry(ctx context.Context, id uint64) (int, error) {
+func (a *apiStore) Retry(ctx context.Context, id queue.Ref) (int, error) {
 	var r admin.Retried
-	return r.Retried, a.call(ctx, "POST", "/api/queue/records/"+strconv.FormatUint(id, 10)+"/retry", nil, &r)
+	return r.Retried, a.call(ctx, "POST", "/api/queue/records/"+id.String()+"/retry", nil, &r)
 }
 
-func (a *apiStore) RetryDead(ctx context.Context) (int, error) {
-	var r admin.Retried
-	return r.Retried, a.call(ctx, "POST", "/api/queue/retry-dead", nil, &r)
+func (a *apiStore) RetryDead(ctx context.Context) (queue.Retried, error) {
+	var r queue.Retried
+	return r, a.call(ctx, "POST", "/api/queue/retry-dead", nil, &r)
 }
 
-func (a *apiStore) Drop(ctx context.Context, id uint64) (queue.State, error) {
+func (a *apiStore) Drop(ctx context.Context, id queue.Ref) (queue.State, error) {
 	var d admin.Dropped
-	return d.State, a.call(ctx, "DELETE", "/api/queue/records/"+strconv.FormatUint(id, 10), nil, &d)
+	return d.State, a.call(ctx, "DELETE", "/api/queue/records/"+id.String(), nil, &d)
 }
 
 func (a *apiStore) Salvage(ctx context.Context, file string) (queue.Salvaged, error) {

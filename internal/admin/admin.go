@@ -40,10 +40,11 @@ type Health struct {
 // Queue is what the queue API needs of the queue (*queue.Queue has it).
 type Queue interface {
 	Stats() (queue.Stats, error)
-	List(state queue.State, after uint64, limit int) ([]queue.Item, error)
-	Get(id uint64) (queue.Item, error)
-	Retry(ctx context.Context, ids ...uint64) (int, error)
-	Drop(ctx context.Context, state queue.State, id uint64) error
+	Page(state queue.State, after uint64, limit int, withIDCard bool) (queue.Page, error)
+	Find(ref queue.Ref) (queue.Item, error)
+	RetryOne(ctx context.Context, ref queue.Ref) (int, error)
+	RetryDead(ctx context.Context) (queue.Retried, error)
+	DropOne(ctx context.Context, ref queue.Ref) (queue.State, error)
 }
 
 // Options are what the server serves. Health is required; a nil Metrics

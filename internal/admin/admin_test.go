@@ -262,7 +262,24 @@ func TestQueueAPI(t *testing.T) {
 	if code := c.do("DELETE", "/api/queue/records/"+u(ids[2]), nil, &dr); code != 200 || dr.State != queue.StatePending {
 		t.Fatalf("drop: %d %+v", code, dr)
 	}
-	if code := c.do("GET", "/api/queue/stats", nil, &st); code != 200 || st.Pending != 2 || st.Dead != 0 {
+	// Item 2: rejected frames are r<N> in paths and JSON; 1 is a scan record.
+	it = queue.Item{}
+	if code := c.do("GET", "/api/queue/records/r1", nil, &it); code != 200 || it.State != queue.StateRejected || it.Rejection.ID != 1 {
+		t.Fatalf("record r1: %d %+v", code, it)
+	}
+	if code := c.do("POST", "/api/queue/records/r1/retry", nil, nil); code != 409 {
+		t.Fatalf("retry of a rejected frame: %d, want 409", code)
+	}
+	for _, bad := range []string{"0", "r0", "rr1", "r", "x1", "-1", "+1"} {
+		if code := c.do("GET", "/api/queue/records/"+bad, nil, nil); code != 400 {
+			t.Errorf("record %q: %d, want 400", bad, code)
+		}
+	}
+	dr = Dropped{}
+	if code := c.do("DELETE", "/api/queue/records/r1", nil, &dr); code != 200 || dr.State != queue.StateRejected || dr.ID != "r1" {
+		t.Fatalf("drop r1: %d %+v", code, dr)
+	}
+	if code := c.do("GET", "/api/queue/stats", nil, &st); code != 200 || st.Pending != 2 || st.Dead != 0 || st.Rejected != 0 {
 		t.Fatalf("stats at the end: %+v", st)
 	}
 	if code := c.do("POST", "/api/queue/salvage", strings.NewReader(`{"file":"x"}`), nil); code != 404 {

@@ -13,26 +13,19 @@ import (
 
 // Records pages: the default and the largest limit of one listing.
 const (
-	DefaultLimit = 100
-	MaxLimit     = 10000
+	DefaultLimit = queue.DefaultPageLimit
+	MaxLimit     = queue.MaxPageLimit
 )
 
 // RecordsPage is the body of GET /api/queue/records.
-type RecordsPage struct {
-	State queue.State  `json:"state"`
-	Items []queue.Item `json:"items"`
-	// NextAfter is the after= of the next page; 0 when this was the last.
-	NextAfter uint64 `json:"next_after,omitempty"`
-}
+type RecordsPage = queue.Page
 
 // Retried is the body of the retry routes.
-type Retried struct {
-	Retried int `json:"retried"`
-}
+type Retried = queue.Retried
 
 // Dropped is the body of DELETE /api/queue/records/{id}.
 type Dropped struct {
-	ID    uint64      `json:"id"`
+	ID    string      `json:"id"` // as in the path: 12, or r12 for a rejected frame
 	State queue.State `json:"state"`
 }
 
@@ -76,7 +69,7 @@ func apiFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, queue.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		status = http.StatusNotFound
-	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrAlreadySalvaged):
+	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrAlreadySalvaged), errors.Is(err, queue.ErrState):
 		status = http.StatusConflict
 	case errors.Is(err, queue.ErrWrite):
 		status = http.StatusInsufficientStorage
@@ -113,7 +106,7 @@ func (s *Server) apiRecords(w http.ResponseWriter, r *http.Request) {
 	limit := DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxLimit {
+		if err != nil || n < 1 || n > MaxLimit { // Page checks it too; this is the 400
 			badRequest(w, "limit: want a number from 1 to %d", MaxLimit)
 			return
 		}
@@ -128,50 +121,30 @@ func (s *Server) apiRecords(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	withIDCard := q.Get("include_idcard") == "1"
-	items, err := s.opts.Queue.List(state, after, limit)
+	page, err := s.opts.Queue.Page(state, after, limit, q.Get("include_idcard") == "1")
 	if err != nil {
 		apiFail(w, err)
 		return
 	}
-	page := RecordsPage{State: state, Items: make([]queue.Item, 0, len(items))}
-	for _, it := range items {
-		if !withIDCard {
-			it = it.Masked()
-		}
-		page.Items = append(page.Items, it)
-	}
-	if len(items) == limit {
-		page.NextAfter = itemID(items[len(items)-1])
-	}
 	writeJSON(w, http.StatusOK, page)
 }
 
-func itemID(it queue.Item) uint64 {
-	if it.Rejection != nil {
-		return it.Rejection.ID
+// pathRef reads {id}: 12 for a scan record, r12 for a rejected frame.
+func pathRef(w http.ResponseWriter, r *http.Request) (queue.Ref, bool) {
+	ref, err := queue.ParseRef(r.PathValue("id"))
+	if err != nil {
+		badRequest(w, "%v", err)
+		return queue.Ref{}, false
 	}
-	if it.Record != nil {
-		return it.Record.ID
-	}
-	return 0
-}
-
-func pathID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		badRequest(w, "record ID: want a positive number")
-		return 0, false
-	}
-	return id, true
+	return ref, true
 }
 
 func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	ref, ok := pathRef(w, r)
 	if !ok {
 		return
 	}
-	it, err := s.opts.Queue.Get(id)
+	it, err := s.opts.Queue.Find(ref)
 	if err != nil {
 		apiFail(w, err)
 		return
@@ -180,51 +153,38 @@ func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	ref, ok := pathRef(w, r)
 	if !ok {
 		return
 	}
-	it, err := s.opts.Queue.Get(id)
+	n, err := s.opts.Queue.RetryOne(r.Context(), ref)
 	if err != nil {
 		apiFail(w, err)
 		return
 	}
-	if it.State != queue.StateDead {
-		writeJSON(w, http.StatusConflict, APIError{fmt.Sprintf("record %d is %s, not dead: only dead records can be retried", id, it.State)})
-		return
-	}
-	n, err := s.opts.Queue.Retry(r.Context(), id)
-	if err != nil {
-		apiFail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Retried{n})
+	writeJSON(w, http.StatusOK, Retried{Retried: n})
 }
 
 func (s *Server) apiRetryDead(w http.ResponseWriter, r *http.Request) {
-	n, err := s.opts.Queue.Retry(r.Context())
+	res, err := s.opts.Queue.RetryDead(r.Context())
 	if err != nil {
 		apiFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Retried{n})
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) apiDrop(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	ref, ok := pathRef(w, r)
 	if !ok {
 		return
 	}
-	it, err := s.opts.Queue.Get(id)
+	st, err := s.opts.Queue.DropOne(r.Context(), ref)
 	if err != nil {
 		apiFail(w, err)
 		return
 	}
-	if err := s.opts.Queue.Drop(r.Context(), it.State, id); err != nil {
-		apiFail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Dropped{ID: id, State: it.State})
+	writeJSON(w, http.StatusOK, Dropped{ID: ref.String(), State: st})
 }
 
 func (s *Server) apiSalvage(w http.ResponseWriter, r *http.Request) {

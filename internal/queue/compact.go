@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,6 +32,18 @@ type Compaction struct {
 // meanwhile waits, then opens the new file (see openBolt). A file that fails
 // bbolt's consistency check is refused with ErrCorrupt: salvage it instead.
 func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
+	return compact(path, lockTimeout, runtime.GOOS == "windows", nil)
+}
+
+// compact is Compact. With closeFirst, the source is closed (unmapped and
+// unlocked) before the copy replaces it, because Windows cannot rename over
+// a file that is open and mapped; the lock is then not held across the
+// rename, so the file is checked unchanged since the copy (its last
+// transaction ID) just before, and an agent that opened it meanwhile and
+// wrote makes compact refuse rather than lose those writes. Elsewhere the
+// lock is held until the rename is done. beforeReplace, if set, runs just
+// before that check (tests of the order of operations).
+func compact(path string, lockTimeout time.Duration, closeFirst bool, beforeReplace func()) (c Compaction, err error) {
 	if lockTimeout == 0 {
 		lockTimeout = time.Second
 	}
@@ -46,7 +59,13 @@ func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
 	if err != nil {
 		return c, openError("compact", path, err)
 	}
-	defer src.Close()
+	srcOpen := true
+	defer func() {
+		if srcOpen {
+			src.Close()
+		}
+	}()
+	txid, _ := lastTxID(path)
 	srcCounts, err := bucketCounts(src, true)
 	if err != nil {
 		return c, fmt.Errorf("compact %s: %w", path, err)
@@ -67,6 +86,9 @@ func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
 			os.Remove(tmp)
 		}
 	}()
+	if err := keepOwner(tmp); err != nil {
+		return c, fmt.Errorf("compact: %w", err)
+	}
 	if err := protect(func() error { return bolt.Compact(dst, src, compactTxMaxSize) }); err != nil {
 		return c, fmt.Errorf("compact %s: %w", path, err)
 	}
@@ -85,7 +107,21 @@ func Compact(path string, lockTimeout time.Duration) (c Compaction, err error) {
 	if err := dst.Close(); err != nil {
 		return c, fmt.Errorf("compact: close %s: %w", tmp, err)
 	}
-	ok = true
+	ok = true // dst is closed; tmp is removed below on failure
+	if closeFirst {
+		srcOpen = false
+		if err := src.Close(); err != nil {
+			os.Remove(tmp)
+			return c, fmt.Errorf("compact: close %s: %w", path, err)
+		}
+	}
+	if beforeReplace != nil {
+		beforeReplace()
+	}
+	if now, _ := lastTxID(path); closeFirst && now != txid {
+		os.Remove(tmp)
+		return c, fmt.Errorf("compact: %s was written while it was being copied (was the agent started?); it is left as it was: stop the agent and run compact again", path)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return c, fmt.Errorf("compact: replace %s: %w", path, err)
@@ -120,13 +156,4 @@ func bucketCounts(db *bolt.DB, check bool) (map[string]bucketCount, error) {
 		})
 	})
 	return out, err
-}
-
-// syncDir makes a rename in dir durable (best effort: not every platform
-// can fsync a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

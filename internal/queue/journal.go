@@ -93,6 +93,12 @@ func openJournal(path string, create bool) (j *journal, e entry, ok bool, err er
 		f.Close()
 		return nil, e, ok, err
 	}
+	if create && keepOwner(path) != nil {
+		// Left as it is; the journal is only an optimisation: without it
+		// writes go to bbolt.
+		f.Close()
+		return nil, e, ok, nil
+	}
 	fi, err := f.Stat()
 	if err == nil && fi.Size() < journalSize {
 		zeros := make([]byte, journalSize-fi.Size())

@@ -338,13 +338,13 @@ func TestJournalReadYourWrites(t *testing.T) {
 	ctx := context.Background()
 	for i := range 200 {
 		id := mustEnqueue(t, q, fmt.Sprint(i))
-		if _, err := q.Get(id); err != nil {
+		if _, err := q.Find(Ref{N: id}); err != nil {
 			t.Fatalf("Get(%d) right after Enqueue: %v", id, err)
 		}
 		if err := q.Deliver(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if it, err := q.Get(id); err == nil {
+		if it, err := q.Find(Ref{N: id}); err == nil {
 			t.Fatalf("Get(%d) right after Deliver: %+v", id, it)
 		}
 	}

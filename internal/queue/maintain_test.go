@@ -171,7 +171,7 @@ func TestSalvage(t *testing.T) {
 			ids := fill(t, q, n)
 			killed := map[string]bool{}
 			for _, id := range ids[:10] {
-				it, _ := q.Get(id)
+				it, _ := q.Find(Ref{N: id})
 				killed[it.Record.Xgh] = true
 				if err := q.Kill(ctx, id, "errorFields: idCard"); err != nil {
 					t.Fatal(err)

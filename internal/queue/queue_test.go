@@ -79,12 +79,12 @@ func TestLifecycle(t *testing.T) {
 	if s.Pending != 2 || s.Dead != 1 || s.Delivered != 2 || s.OldestPending == nil {
 		t.Fatalf("stats = %+v; want pending 2, dead 1, delivered 2, oldest set", s)
 	}
-	it, err := q.Get(ids[2])
+	it, err := q.Find(Ref{N: ids[2]})
 	if err != nil || it.State != StateDead || it.Record.DeadReason != "errorFields: idCard" {
 		t.Fatalf("Get dead = %+v, %v", it, err)
 	}
-	n, err := q.Retry(ctx)
-	if err != nil || n != 1 {
+	n, err := q.RetryDead(ctx)
+	if err != nil || n.Retried != 1 {
 		t.Fatalf("Retry all = %d, %v; want 1", n, err)
 	}
 	got, _ = q.Pending(0, 10)
@@ -94,7 +94,7 @@ func TestLifecycle(t *testing.T) {
 	if err := q.Note(ctx, got[0].ID, 2, "HTTP 503", time.Unix(100, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Drop(ctx, StatePending, got[1].ID); err != nil {
+	if _, err := q.DropOne(ctx, Ref{N: got[1].ID}); err != nil {
 		t.Fatal(err)
 	}
 	q.Close()
@@ -105,7 +105,7 @@ func TestLifecycle(t *testing.T) {
 	if s.Pending != 2 || s.Dead != 0 || s.Delivered != 2 {
 		t.Fatalf("stats after reopen = %+v; want pending 2, dead 0, delivered 2", s)
 	}
-	it, _ = q.Get(got[0].ID)
+	it, _ = q.Find(Ref{N: got[0].ID})
 	if it.Record.Attempts != 2 || it.Record.LastError != "HTTP 503" {
 		t.Fatalf("noted record = %+v", it.Record)
 	}

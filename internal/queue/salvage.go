@@ -2,13 +2,9 @@ package queue
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -60,11 +56,11 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		return res, fmt.Errorf("salvage: %w", err)
 	}
 	marker := append([]byte("salvaged:"), sum...)
-	var done bool
-	if err := q.view(func(tx *bolt.Tx) error { done = tx.Bucket(bucketMeta).Get(marker) != nil; return nil }); err != nil {
+	var prog salvageProgress
+	if err := q.view(func(tx *bolt.Tx) error { prog = readProgress(tx.Bucket(bucketMeta).Get(marker)); return nil }); err != nil {
 		return res, err
 	}
-	if done {
+	if prog.Done {
 		return res, fmt.Errorf("salvage %s: %w", path, ErrAlreadySalvaged)
 	}
 
@@ -108,15 +104,41 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		res.Damaged = true
 	}
 
-	from := filepath.Base(path)
+	// The journal beside the file, if any, holds acknowledged work the file
+	// may not: an entry above the file's journal_gen.
+	var je entry
+	if e, ok, err := readJournal(journalPath(path)); err == nil && ok {
+		var gen uint64
+		protect(func() error { gen = counter(tx, metaJournalGen); return nil })
+		if e.Gen > gen {
+			je = e
+		}
+	}
+	delivered := make(map[uint64]bool, len(je.Del))
+	for _, id := range je.Del {
+		delivered[id] = true
+	}
+	seen := make(map[uint64]bool, len(je.Enq)) // journal records the file holds too
+	for _, it := range je.Enq {
+		seen[it.ID] = false
+	}
+
+	prog.From = filepath.Base(path)
 	var chunk []Record
+	var at salvagePos // of the last record in chunk
 	flush := func(last bool) error {
 		if len(chunk) == 0 && !last {
 			return nil
 		}
 		recs := chunk
 		chunk = nil
-		err := q.write(ctx, func(tx *bolt.Tx) error {
+		next := prog
+		next.At, next.Done = at, last
+		v, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		err = q.write(ctx, func(tx *bolt.Tx) error {
 			pending := tx.Bucket(bucketPending)
 			for i := range recs {
 				r := recs[i]
@@ -133,14 +155,14 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 					return err
 				}
 			}
-			if last {
-				return tx.Bucket(bucketMeta).Put(marker, []byte(from))
-			}
-			return nil
+			// The progress commits with the records: a rerun after an
+			// interruption starts after the last record copied.
+			return tx.Bucket(bucketMeta).Put(marker, v)
 		})
 		if err != nil {
 			return err
 		}
+		prog = next
 		for _, r := range recs {
 			if r.DeadReason != "" {
 				res.Dead++
@@ -150,7 +172,17 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		}
 		return nil
 	}
-	for _, st := range []State{StatePending, StateDead} {
+	take := func(pos salvagePos, r Record) error {
+		if !prog.At.before(pos) {
+			return nil // copied by an earlier, interrupted run
+		}
+		chunk, at = append(chunk, r), pos
+		if len(chunk) >= salvageChunk {
+			return flush(false)
+		}
+		return nil
+	}
+	for si, st := range []State{StatePending, StateDead} {
 		name, _ := stateBucket(st)
 		var b *bolt.Bucket
 		var seq uint64
@@ -181,13 +213,15 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 			}
 			if st == StatePending {
 				r.DeadReason, r.DeadAt = "", time.Time{}
+				if _, ok := seen[id]; ok {
+					seen[id] = true
+				}
+				if delivered[id] {
+					return true, nil // delivered: the journal says so
+				}
 			}
 			r.NextAttempt = time.Time{}
-			chunk = append(chunk, r)
-			if len(chunk) >= salvageChunk {
-				return true, flush(false)
-			}
-			return true, nil
+			return true, take(salvagePos{si, id}, r)
 		})
 		if werr != nil {
 			return res, fmt.Errorf("salvage %s: %w", path, werr)
@@ -195,6 +229,16 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		if n > 0 {
 			res.Damaged = true
 			res.Unreadable += n
+		}
+	}
+	for _, it := range je.Enq {
+		var r Record
+		if seen[it.ID] || delivered[it.ID] || json.Unmarshal(it.V, &r) != nil {
+			continue
+		}
+		r.NextAttempt = time.Time{}
+		if err := take(salvagePos{2, it.ID}, r); err != nil {
+			return res, fmt.Errorf("salvage %s: %w", path, err)
 		}
 	}
 	if err := flush(true); err != nil {
@@ -206,133 +250,35 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 	return res, nil
 }
 
-// salvageBucket calls fn for every readable key of b (8-byte IDs from 1 to
-// maxID) in order, and returns how many damaged stretches it skipped. fn
-// returns false for a value it cannot use; that counts as damage too. An
-// error from fn stops the walk and is returned.
-func salvageBucket(b *bolt.Bucket, maxID uint64, fn func(id uint64, v []byte) (bool, error)) (skipped int, err error) {
-	maxID = min(maxID, 1<<62)
-	next := uint64(1)
-	for next <= maxID {
-		last, got, stopped := uint64(0), false, false
-		var fnErr error
-		err := protect(func() error {
-			c := b.Cursor()
-			for k, v := c.Seek(u64(next)); k != nil; k, v = c.Next() {
-				if len(k) != 8 {
-					return errors.New("bad key")
-				}
-				id := binary.BigEndian.Uint64(k)
-				if id < next || id > maxID || (got && id <= last) {
-					return errors.New("key out of order")
-				}
-				ok, err := fn(id, v)
-				if err != nil {
-					fnErr = err
-					return nil
-				}
-				if !ok {
-					skipped++
-				}
-				last, got = id, true
-			}
-			stopped = true
-			return nil
-		})
-		if fnErr != nil {
-			return skipped, fnErr
-		}
-		if err == nil && stopped {
-			return skipped, nil
-		}
-		if got && last < maxID {
-			// The read failed after last: try again from just past it.
-			next = last + 1
-			if !readable(b, next) {
-				skipped++
-				next = nextReadable(b, next, maxID)
-			}
-			continue
-		}
-		skipped++
-		next = nextReadable(b, next, maxID)
-	}
-	return skipped, nil
+// salvageProgress is the marker Salvage keeps in the live queue's meta
+// bucket for a file (by its SHA-256): how far it got, committed with each
+// chunk of records, so a rerun copies each record once.
+type salvageProgress struct {
+	From string     `json:"from"`
+	At   salvagePos `json:"at"`
+	Done bool       `json:"done"`
 }
 
-// readable reports whether a Seek to id works (lands on readable pages).
-func readable(b *bolt.Bucket, id uint64) bool {
-	return protect(func() error {
-		c := b.Cursor()
-		k, _ := c.Seek(u64(id))
-		if k != nil && len(k) != 8 {
-			return errors.New("bad key")
-		}
-		return nil
-	}) == nil
+// salvagePos orders the records Salvage copies: the pending bucket (0),
+// then dead (1), then the journal beside the file (2), each by ID.
+type salvagePos struct {
+	Part int    `json:"part"`
+	ID   uint64 `json:"id"`
 }
 
-// nextReadable finds the smallest ID above from (which is not readable) at
-// which a Seek works, or maxID+1. A Seek fails for every ID routed to a
-// damaged page and works from the first key of the next readable page on, so
-// a doubling probe followed by a binary search finds that first key without
-// skipping any readable record.
-func nextReadable(b *bolt.Bucket, from, maxID uint64) uint64 {
-	bad, step := from, uint64(1)
-	good := maxID + 1
-	for probe := from + 1; probe <= maxID; probe = bad + step {
-		if readable(b, probe) {
-			good = probe
-			break
-		}
-		bad = probe
-		step *= 2
-	}
-	for good-bad > 1 {
-		mid := bad + (good-bad)/2
-		if readable(b, mid) {
-			good = mid
-		} else {
-			bad = mid
-		}
-	}
-	return good
+func (p salvagePos) before(o salvagePos) bool {
+	return p.Part < o.Part || p.Part == o.Part && p.ID < o.ID
 }
 
-func fileSum(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// readProgress decodes a marker; an older version wrote the file's name
+// once done.
+func readProgress(v []byte) salvageProgress {
+	var p salvageProgress
+	if v == nil {
+		return p
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
+	if json.Unmarshal(v, &p) != nil {
+		return salvageProgress{From: string(v), Done: true}
 	}
-	return []byte(hex.EncodeToString(h.Sum(nil))), nil
-}
-
-// paddedCopy copies path into a new file in dir, extended with zeros to size.
-func paddedCopy(path, dir string, size int64) (string, error) {
-	src, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
-	dst, err := os.CreateTemp(dir, "salvage-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	_, err = io.Copy(dst, src)
-	if err == nil {
-		err = dst.Truncate(size)
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst.Name())
-		return "", err
-	}
-	return dst.Name(), nil
+	return p
 }

@@ -62,7 +62,7 @@ func (s *memStore) Reject(_ context.Context, rj *queue.Rejection) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
-	rj.ID = s.nextID
+	rj.ID = queue.RejectedID(s.nextID)
 	rj.Raw = bytes.Clone(rj.Raw)
 	s.rejections = append(s.rejections, *rj)
 	return nil

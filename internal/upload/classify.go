@@ -55,11 +55,23 @@ type envelope struct {
 	Description string          `json:"error_description"`
 }
 
-// Classify maps an HTTP answer to an outcome. body is the (possibly cut) body.
-// It never calls a non-JSON 200 a success: a captive portal answers 200 too.
+// MaxAnswer is the largest answer body judged. The caller reads at most
+// MaxAnswer+1 bytes, so that a longer answer is seen as too large.
+const MaxAnswer = 64 << 10
+
+// utf8BOM is stripped from an answer: some servers put it before JSON.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// Classify maps an HTTP answer to an outcome. body is the body as read,
+// at most MaxAnswer+1 bytes. It never calls a non-JSON 200 a success: a
+// captive portal answers 200 too. A 2xx answer longer than MaxAnswer cannot
+// be judged: it is retried, but counted against max_error_attempts, so a
+// platform that always answers so cannot keep a record for ever.
 func Classify(status int, header http.Header, body []byte, now time.Time) Result {
+	tooLarge := len(body) > MaxAnswer
+	body = bytes.TrimPrefix(bytes.TrimSpace(body), utf8BOM)
 	var env envelope
-	isJSON := json.Unmarshal(bytes.TrimSpace(body), &env) == nil
+	isJSON := !tooLarge && json.Unmarshal(bytes.TrimSpace(body), &env) == nil
 	if isJSON && (env.Error == "invalid_grant" || env.Error == "invalid_token") {
 		return Result{Outcome: BadToken, Reason: fmt.Sprintf("HTTP %d %s", status, env.Error)}
 	}
@@ -77,6 +89,9 @@ func Classify(status int, header http.Header, body []byte, now time.Time) Result
 	case status < 200 || status >= 300:
 		// Not in the table: keep trying, but not for ever.
 		return Result{Outcome: Counted, Reason: fmt.Sprintf("unexpected HTTP %d", status)}
+	}
+	if tooLarge {
+		return Result{Outcome: Counted, Reason: fmt.Sprintf("HTTP %d with an answer too large to judge (over %d KiB)", status, MaxAnswer>>10)}
 	}
 	if !isJSON || env.Type == nil {
 		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d but not the platform's answer (%s)", status, describe(header.Get("Content-Type"), body))}

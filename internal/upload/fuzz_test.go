@@ -17,6 +17,7 @@ func FuzzClassify(f *testing.F) {
 	f.Add(503, "", ``, "Wed, 21 Oct 2015 07:28:00 GMT")
 	f.Add(403, "application/json", `{"error":"invalid_grant"}`, "")
 	f.Add(200, "application/json", `{"type":"error","errorFields":"idCard"}`, "")
+	f.Add(200, "application/json", "\ufeff"+`{"type":"success","errorFields":[]}`, "")
 	f.Fuzz(func(t *testing.T, status int, ctype, body, retry string) {
 		h := http.Header{}
 		h.Set("Content-Type", ctype)
@@ -27,7 +28,8 @@ func FuzzClassify(f *testing.F) {
 		}
 		if res.Outcome == Delivered {
 			var env struct{ Type string }
-			if status != 200 && (status < 200 || status >= 300) || json.Unmarshal([]byte(strings.TrimSpace(body)), &env) != nil || env.Type != "success" {
+			trimmed := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(body), "\ufeff"))
+			if status < 200 || status >= 300 || len(body) > MaxAnswer || json.Unmarshal([]byte(trimmed), &env) != nil || env.Type != "success" {
 				t.Fatalf("delivered for status %d body %q", status, body)
 			}
 		}

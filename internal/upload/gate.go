@@ -69,6 +69,20 @@ func (g *gate) broadcastLocked() {
 	g.changed = make(chan struct{})
 }
 
+// release gives the probe's turn back unused (its record went away), so
+// another worker probes instead.
+func (g *gate) release(probe bool) {
+	if !probe {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.probing {
+		g.probing = false
+		g.broadcastLocked()
+	}
+}
+
 // success opens the gate; it reports whether the gate was closed before.
 func (g *gate) success() bool {
 	g.mu.Lock()

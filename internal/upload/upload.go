@@ -30,6 +30,7 @@ import (
 // Queue is what the uploader needs of the offline queue.
 type Queue interface {
 	Pending(after uint64, limit int) ([]queue.Record, error)
+	PendingRecord(id uint64) (queue.Record, error)
 	Deliver(ctx context.Context, ids ...uint64) error
 	Kill(ctx context.Context, id uint64, reason string) error
 	Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error
@@ -74,6 +75,7 @@ type Uploader struct {
 	layout string
 	log    *slog.Logger
 	gate   *gate
+	hold   hold
 
 	delivered, dead, transient, counted, badToken atomic.Int64
 }
@@ -125,6 +127,7 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 	}
 	u := &Uploader{q: q, tokens: tokens, client: client, opts: opts, layout: layout, log: opts.Logger}
 	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand)
+	u.hold.changed = make(chan struct{})
 	return u, nil
 }
 
@@ -232,10 +235,27 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 // deliver works on one record until it is delivered, dead, or ctx ends.
 func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 	log := u.log.With("record", r.ID)
-	for ctx.Err() == nil {
+	for try := 0; ctx.Err() == nil; try++ {
+		if err := u.hold.wait(ctx); err != nil {
+			return
+		}
 		probe, err := u.gate.acquire(ctx)
 		if err != nil {
 			return
+		}
+		if try > 0 {
+			// While this worker waited, the record may have been dropped,
+			// moved to dead or retried by a technician.
+			cur, err := u.q.PendingRecord(r.ID)
+			if errors.Is(err, queue.ErrNotFound) {
+				u.gate.release(probe)
+				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
+				return
+			}
+			if err == nil {
+				cur.Attempts = r.Attempts
+				r = cur
+			}
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
@@ -246,7 +266,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 		case Delivered:
 			u.delivered.Add(1)
 			u.healthy()
-			u.forget(r, log)
+			u.forget(ctx, r, log)
 			return
 		case Dead:
 			u.dead.Add(1)
@@ -287,12 +307,95 @@ func (u *Uploader) healthy() {
 // durable (one journal sync) before it takes another record, so a crash
 // repeats at most one upload per worker; the queue still groups the deletes
 // of all workers.
-func (u *Uploader) forget(r queue.Record, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := u.q.Deliver(ctx, r.ID); err != nil {
-		log.Error("could not remove a delivered record from the queue; it will be uploaded again", "err", err.Error())
+//
+// When the delete cannot be recorded (a full disk), every worker stops
+// sending (see hold) and this one retries the delete with backoff until it
+// works, so the backlog is not uploaded while none of it can be marked
+// delivered (it would all be sent again after a restart). At shutdown the
+// record stays pending: one duplicate at most per worker.
+func (u *Uploader) forget(ctx context.Context, r queue.Record, log *slog.Logger) {
+	held := false
+	for n := 1; ; n++ {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := u.q.Deliver(dctx, r.ID)
+		cancel()
+		if err == nil {
+			if held && u.hold.release() {
+				u.log.Info("uploads resumed: deliveries are recorded again")
+			}
+			return
+		}
+		if !held {
+			held = true
+			if u.hold.add(err) {
+				u.log.Error("uploads paused: a delivered record could not be removed from the queue; "+
+					"no scan is sent until deliveries can be recorded again (free space in data_dir: is the disk full?)",
+					"record", r.ID, "err", err.Error())
+			}
+		}
+		if !sleep(ctx, u.gate.backoff(n)) {
+			u.hold.release()
+			log.Warn("stopping while a delivery could not be recorded; this record will be uploaded again at the next start")
+			return
+		}
 	}
+}
+
+// hold stops every worker from sending while a delivery cannot be
+// recorded.
+type hold struct {
+	mu      sync.Mutex
+	n       int    // workers holding a delivered record not yet removed
+	why     string // the last error removing one
+	changed chan struct{}
+}
+
+// add counts one more held delivery; it reports whether uploads were
+// flowing until now.
+func (h *hold) add(err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	h.why = err.Error()
+	return h.n == 1
+}
+
+// release counts one held delivery less; it reports whether uploads flow
+// again.
+func (h *hold) release() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if h.n > 0 {
+		return false
+	}
+	h.why = ""
+	close(h.changed)
+	h.changed = make(chan struct{})
+	return true
+}
+
+// wait returns once nothing is held, or with ctx's error.
+func (h *hold) wait(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		n, changed := h.n, h.changed
+		h.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		if err := waitChange(ctx, changed, -1); err != nil {
+			return err
+		}
+	}
+}
+
+// Paused reports how many delivered records wait for their delivery to be
+// recorded, and why it failed; while n > 0 no upload is sent.
+func (u *Uploader) Paused() (n int, why string) {
+	u.hold.mu.Lock()
+	defer u.hold.mu.Unlock()
+	return u.hold.n, u.hold.why
 }
 
 func (u *Uploader) kill(r queue.Record, reason string, log *slog.Logger) {
@@ -366,7 +469,7 @@ func (u *Uploader) send(ctx context.Context, r queue.Record, tok string) Result 
 		return Result{Outcome: Transient, Reason: u.opts.Redactor.Error(err)}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	if err != nil {
 		return Result{Outcome: Transient, Reason: "reading the answer: " + u.opts.Redactor.Error(err)}
 	}

@@ -417,6 +417,11 @@ func TestClassify(t *testing.T) {
 		{"302", 302, h("Location", "/login"), ``, Transient, 0},
 		{"301", 301, nil, ``, Transient, 0},
 		{"410 unknown", 410, nil, ``, Counted, 0},
+		// Item 10: a BOM is not part of the answer; an answer too large to
+		// judge is retried, but counted (never an endless loop).
+		{"success with a BOM", 200, nil, "\ufeff" + `{"type":"success","errorFields":[]}`, Delivered, 0},
+		{"success over the limit", 200, nil, `{"type":"success","data":"` + strings.Repeat("x", MaxAnswer) + `"}`, Counted, 0},
+		{"503 over the limit", 503, nil, strings.Repeat("x", MaxAnswer+1), Transient, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hd := tc.header

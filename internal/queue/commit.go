@@ -1,0 +1,428 @@
+package queue
+
+// The commit engine. Every write goes through submit: it queues its op, and
+// the writer that finds nobody committing becomes the leader and commits in
+// its own goroutine (lead); see the comment above commitLoop.
+//
+// Locking rules. Three mutexes, two condition variables; no goroutine ever
+// holds two of the mutexes at once, and none is held during a bbolt
+// transaction, a journal write or a sync:
+//
+//   - omu guards queued (ops handed in, not yet taken), leading (a
+//     goroutine is the leader) and closed. idle, on omu, is broadcast when
+//     leading turns false; Close waits on it to take the lead for good.
+//   - Exactly one goroutine leads at a time: leading is set under omu by
+//     the writer that found it false (submit, retryApply, Close), and
+//     cleared under omu by stopLeading. The leader alone runs bbolt write
+//     transactions, writes the journal and touches the fields the Queue
+//     marks as the leader's: journal, unapplied, retrying, burnGen. It
+//     hands the lead to the committer goroutine through kick, never drops
+//     it while work or an unapplied journal entry waits (unless an apply
+//     failed: retryApply then takes the lead again later).
+//   - amu guards wrote (the last journal generation written) and settled
+//     (the last one whose apply to bbolt was tried). caughtUp, on amu, is
+//     broadcast when settled grows; view waits on it until settled reaches
+//     the wrote it saw, so a reader sees every write that was confirmed.
+//   - hmu guards health and pendingN (health.go); the changed channel is
+//     signalled after hmu is released.
+//
+// Channels: wake (a pending record was added; for the uploader), kick (the
+// lead passes to the committer goroutine), done (closed when it ends).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+type op struct {
+	fn func(tx *bolt.Tx) error // the work as a bbolt transaction
+
+	// The journal's form of the same work (see journal.go): records to
+	// enqueue (EnqueueBatch) or delivered IDs (Deliver).
+	recs   []Record
+	ids    []uint64
+	stored int // of recs
+
+	err  error
+	done chan struct{}
+}
+
+// maxBatch bounds the work taken into one commit.
+const maxBatch = 256
+
+// Group commit without a hand-off when the queue is quiet: the writer that
+// finds nobody committing commits its own work at once, in its own
+// goroutine, together with whatever else is queued by then. Work handed in
+// while a commit runs waits for the next one. When the leader's own work is
+// done and more is queued, the lead passes to the committer goroutine, so a
+// writer never waits for other writers' commits after its own.
+//
+// A single scan therefore costs one journal sync and no goroutine switch
+// before its answer (on an idle machine each switch wakes a sleeping CPU);
+// the journal's apply then runs in the committer goroutine. A burst still
+// shares commits.
+
+// commitLoop takes the lead when a leader hands it over.
+func (q *Queue) commitLoop() {
+	defer close(q.done)
+	for range q.kick {
+		q.lead(nil)
+	}
+}
+
+// lead commits queued work until own is done (nil: until nothing is
+// queued). The caller must have set q.leading. A journal entry is written
+// only when the previous one is applied; a waiting entry is applied in the
+// same transaction as the next batch (commit).
+func (q *Queue) lead(own *op) {
+	for {
+		q.omu.Lock()
+		n := min(len(q.queued), maxBatch)
+		if n == 0 && q.unapplied == nil {
+			q.stopLeading()
+			return
+		}
+		batch := slices.Clone(q.queued[:n])
+		q.queued = slices.Delete(q.queued, 0, n)
+		q.omu.Unlock()
+		var err error
+		if n == 0 || q.unapplied != nil || !q.commitJournaled(batch) {
+			err = q.commit(batch) // with the journal's entry first, if any
+		}
+		if n == 0 && err != nil {
+			// Nothing queued and the apply failed: the scheduled retry
+			// takes over, unless work came in meanwhile.
+			q.omu.Lock()
+			if len(q.queued) == 0 {
+				q.stopLeading()
+				return
+			}
+			q.omu.Unlock()
+			continue
+		}
+		if own != nil && slices.Contains(batch, own) {
+			q.omu.Lock()
+			if len(q.queued) == 0 && q.unapplied == nil {
+				q.stopLeading()
+				return
+			}
+			q.omu.Unlock()
+			q.kick <- struct{}{}
+			return
+		}
+	}
+}
+
+// stopLeading gives up the lead; q.omu must be held, and is released.
+func (q *Queue) stopLeading() {
+	q.leading = false
+	q.idle.Broadcast()
+	q.omu.Unlock()
+}
+
+// commitJournaled stores batch with one journal write when every op in it
+// has a journal form, and answers it; the entry is applied to bbolt by the
+// next turn of lead. It reports false, having done nothing, when batch must
+// be a bbolt transaction instead.
+func (q *Queue) commitJournaled(batch []*op) bool {
+	if q.journal == nil {
+		return false
+	}
+	for _, o := range batch {
+		if o.recs == nil && o.ids == nil {
+			return false
+		}
+	}
+	var seq, pending uint64
+	var present map[uint64]bool // delivered IDs still pending
+	if err := protect(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketPending)
+			seq, pending = b.Sequence(), counter(tx, metaPendingN)
+			for _, o := range batch {
+				for _, id := range o.ids {
+					if present == nil {
+						present = make(map[uint64]bool)
+					}
+					present[id] = b.Get(u64(id)) != nil
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		return false // the transaction reports it
+	}
+	e := &entry{Gen: q.journal.gen + 1}
+	for _, o := range batch {
+		if o.ids != nil {
+			e.Del = append(e.Del, o.ids...)
+			for _, id := range o.ids {
+				if present[id] {
+					present[id] = false
+					pending--
+				}
+			}
+			continue
+		}
+		n := q.fit(pending, len(o.recs))
+		for i := range o.recs[:n] {
+			seq++
+			o.recs[i].ID = seq
+			v, err := json.Marshal(&o.recs[i])
+			if err != nil {
+				return false
+			}
+			e.Enq = append(e.Enq, journalItem{ID: seq, V: v})
+		}
+		pending += uint64(n)
+		o.stored, o.err = n, nil
+		if n < len(o.recs) {
+			o.err = ErrFull
+		}
+	}
+	if len(e.Enq) > 0 || len(e.Del) > 0 {
+		if err := q.journal.write(e); errors.Is(err, errTooBig) {
+			return false
+		} else if err != nil {
+			// The entry may be in the file all the same (a failed sync),
+			// and must never be applied: the bbolt transaction that now
+			// stores the batch records its generation as applied. The
+			// journal is not used again until the next Open.
+			q.burnGen = e.Gen
+			q.journal.clear()
+			q.closeJournal()
+			return false
+		}
+		q.unapplied = e
+		q.amu.Lock()
+		q.wrote = e.Gen
+		q.amu.Unlock()
+		q.noteCommit(pending, nil)
+	}
+	for _, o := range batch {
+		close(o.done)
+	}
+	return true
+}
+
+// commit runs batch in one bbolt transaction and answers it. The journal's
+// entry, if one is waiting, is applied first in the same transaction, so
+// work that comes in while an entry waits costs one commit, not two. If the
+// commit fails the entry stays, and a retry is scheduled in case no other
+// write comes to try again.
+func (q *Queue) commit(batch []*op) error {
+	e := q.unapplied
+	var pending uint64
+	err := protect(func() error {
+		return q.db.Update(func(tx *bolt.Tx) error {
+			if e != nil {
+				if err := applyEntry(tx, e, q.keepDeliveredFn()); err != nil {
+					return err
+				}
+			}
+			if q.burnGen > counter(tx, metaJournalGen) {
+				if err := setCounter(tx, metaJournalGen, q.burnGen); err != nil {
+					return err
+				}
+			}
+			for _, o := range batch {
+				o.err = o.fn(tx)
+			}
+			pending = counter(tx, metaPendingN)
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: %v", ErrWrite, err)
+	}
+	q.noteCommit(pending, err)
+	if err == nil {
+		q.burnGen = 0
+	}
+	if e != nil {
+		if err != nil {
+			if !q.retrying {
+				q.retrying = true
+				time.AfterFunc(time.Second, q.retryApply)
+			}
+		} else {
+			q.unapplied = nil
+			if q.journal != nil {
+				q.journal.clear()
+			}
+			if len(e.Enq) > 0 {
+				q.signal()
+			}
+		}
+		q.amu.Lock()
+		q.settled = e.Gen
+		q.caughtUp.Broadcast()
+		q.amu.Unlock()
+	}
+	for _, o := range batch {
+		if err != nil {
+			o.err = err
+		}
+		close(o.done)
+	}
+	return err
+}
+
+// apply moves the journal's entry, if any, into bbolt.
+func (q *Queue) apply() error {
+	if q.unapplied == nil {
+		return nil
+	}
+	return q.commit(nil)
+}
+
+// retryApply takes the lead, when nobody has it, to apply the journal.
+func (q *Queue) retryApply() {
+	q.omu.Lock()
+	switch {
+	case q.closed:
+		q.omu.Unlock()
+		return // Close applies it, or the next Open
+	case q.leading:
+		q.omu.Unlock()
+		time.AfterFunc(time.Second, q.retryApply)
+		return
+	}
+	q.leading = true
+	q.omu.Unlock()
+	q.retrying = false
+	q.lead(nil)
+}
+
+// applyEntry adds e's records to the pending bucket and removes its
+// delivered IDs, then records e's generation as applied. Applying an entry
+// twice changes nothing more.
+func applyEntry(tx *bolt.Tx, e *entry, keep func(tx *bolt.Tx, id uint64, v []byte) error) error {
+	b := tx.Bucket(bucketPending)
+	b.FillPercent = appendFill
+	pending, seq := counter(tx, metaPendingN), b.Sequence()
+	for _, it := range e.Enq {
+		id, v := it.ID, []byte(it.V)
+		if old := b.Get(u64(id)); old != nil {
+			if bytes.Equal(old, v) {
+				continue // applied already
+			}
+			// The ID went to another record meanwhile (it cannot, short of
+			// a bug): keep both, this one at the end.
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("journal entry %d: %v", e.Gen, err)
+			}
+			id = max(seq, b.Sequence()) + 1
+			r.ID = id
+			var err error
+			if v, err = json.Marshal(&r); err != nil {
+				return err
+			}
+		}
+		if err := b.Put(u64(id), v); err != nil {
+			return err
+		}
+		pending++
+		seq = max(seq, id)
+	}
+	if err := b.SetSequence(seq); err != nil {
+		return err
+	}
+	if err := setCounter(tx, metaPendingN, pending); err != nil {
+		return err
+	}
+	if err := deliverTx(tx, e.Del, keep); err != nil {
+		return err
+	}
+	return setCounter(tx, metaJournalGen, e.Gen)
+}
+
+func (q *Queue) closeJournal() {
+	if q.journal != nil {
+		q.journal.close()
+		q.journal = nil
+	}
+}
+
+// fit is how many of n records fit under MaxPending with pending waiting.
+func (q *Queue) fit(pending uint64, n int) int {
+	if q.opts.MaxPending <= 0 {
+		return n
+	}
+	return int(min(uint64(n), uint64(q.opts.MaxPending)-min(pending, uint64(q.opts.MaxPending))))
+}
+
+// write hands fn to the committer and waits until its transaction is durable.
+// fn must check before it writes: an error it returns is reported to its
+// caller alone and does not roll back the other work in the batch.
+func (q *Queue) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return q.submit(ctx, &op{fn: fn})
+}
+
+// submit hands o to the committer and waits until it is durable.
+func (q *Queue) submit(ctx context.Context, o *op) error {
+	if q.opts.ReadOnly {
+		return errors.New("queue opened read-only")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.done = make(chan struct{})
+	q.omu.Lock()
+	if q.closed {
+		q.omu.Unlock()
+		return ErrClosed
+	}
+	q.queued = append(q.queued, o)
+	lead := !q.leading
+	q.leading = true
+	q.omu.Unlock()
+	if lead {
+		q.lead(o) // returns once o is answered
+		return o.err
+	}
+	// When ctx ends first, the work is withdrawn if no commit has taken it
+	// yet; once taken, its outcome is awaited (one commit) and returned, so
+	// the caller's answer (a scanner's ack) always says what was stored.
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+	}
+	q.omu.Lock()
+	if i := slices.Index(q.queued, o); i >= 0 {
+		q.queued = slices.Delete(q.queued, i, i+1)
+		q.omu.Unlock()
+		return ctx.Err()
+	}
+	q.omu.Unlock()
+	<-o.done
+	return o.err
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// view reads the queue as its writers left it: it first waits for the
+// journal's entry, if one was just written, to reach bbolt (one commit), so
+// a record Enqueue confirmed is always seen.
+func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
+	q.amu.Lock()
+	for wrote := q.wrote; q.settled < wrote; {
+		q.caughtUp.Wait()
+	}
+	q.amu.Unlock()
+	return protect(func() error { return q.db.View(fn) })
+}
