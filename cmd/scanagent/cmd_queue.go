@@ -594,14 +594,14 @@ func (d dbStore) Salvage(ctx context.Context, file string) (queue.Salvaged, erro
 func (d dbStore) Where() string { return d.q.Path() }
 func (d dbStore) Close() error  { return d.q.Close() }
 
-// How long the commands wait: for the admin API to answer /healthz, and
-// for the file's lock. Together well under SPEC §3's 2 seconds.
+// How long the commands wait: for the agent's socket to answer /healthz,
+// and for the file's lock. Together well under SPEC §3's 2 seconds.
 const (
 	probeTimeout       = 700 * time.Millisecond
 	offlineLockTimeout = 500 * time.Millisecond
 )
 
-// openStore reaches the queue: through the running agent's admin API when it
+// openStore reaches the queue: through the running agent's socket when it
 // answers, else by opening the file (read-only unless write). It never waits
 // longer than probeTimeout + offlineLockTimeout.
 func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
@@ -610,16 +610,12 @@ func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
 		return nil, err
 	}
 	path := filepath.Join(cfg.Agent.DataDir, queueFile)
-	var apiErr error
-	if cfg.Agent.AdminListen != "" {
-		api, err := dialAgent(ctx, cfg)
-		if err == nil {
-			return api, nil
-		}
-		if errors.Is(err, errAgentRefused) {
-			return nil, err
-		}
-		apiErr = err
+	api, apiErr := dialAgent(ctx, cfg)
+	if apiErr == nil {
+		return api, nil
+	}
+	if errors.Is(apiErr, errAgentRefused) {
+		return nil, apiErr
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no queue database at %s: the agent has not run with this configuration yet (data_dir = %s)", path, cfg.Agent.DataDir)
@@ -629,12 +625,9 @@ func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
 	q, err := queue.Open(path, queue.Options{ReadOnly: !write, LockTimeout: offlineLockTimeout, MaxPending: cfg.Queue.MaxPending,
 		KeepDelivered: cfg.Queue.KeepDelivered, NoNewJournal: true})
 	if errors.Is(err, queue.ErrLocked) {
-		if apiErr != nil {
-			return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and the agent's admin API at %s does not answer (%v); "+
-				"wait for the agent to finish starting, or stop it", path, cfg.Agent.AdminListen, apiErr)
-		}
-		return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and [agent] admin_listen is off; "+
-			"set admin_listen to use queue commands while the agent runs, or stop the agent first", path)
+		return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and the agent's admin socket does not answer (%v); "+
+			"wait for the agent to finish starting, or stop it (where the system has no AF_UNIX, as under wine, stop the agent to use queue commands)",
+			path, apiErr)
 	}
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
