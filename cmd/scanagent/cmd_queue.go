@@ -379,17 +379,18 @@ func (c *queueCmd) drop(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
+func (c *queueCmd) export(ctx context.Context, e *env, args []string) (err error) {
 	fs := newFlagSet("queue export")
 	state := stateFlags(fs)
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	withIDCard := fs.Bool("include-idcard", false, "include the idCard ciphertext (for the platform's staff only)")
+	output := fs.String("output", "", "write to this new file (mode 0600) instead of standard output")
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("queue export takes no arguments; it writes to standard output")
+		return usagef("queue export takes no arguments; it writes to standard output, or to --output FILE")
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format must be jsonl or csv")
@@ -403,6 +404,16 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if *output != "" {
+		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // never another user's to read
+		if err != nil {
+			return fmt.Errorf("export: %w (it must not exist yet)", err)
+		}
+		defer func() { err = errors.Join(err, f.Sync(), f.Close()) }()
+		ef := *e
+		ef.stdout = f
+		e = &ef
+	}
 	if *withIDCard && s != queue.StateRejected {
 		fmt.Fprintln(e.stderr, "scanagent: warning: this export contains idCard ciphertexts. The key is the public app id, "+
 			"so they are as sensitive as the ID numbers: hand the file only to the platform's staff and delete it afterwards.")

@@ -28,6 +28,7 @@ func main() {
 // env is what every command gets: its output streams and the config path.
 type env struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // nil = os.Stdin
 	configPath     string
 }
 
@@ -78,14 +79,16 @@ Commands:
   queue show ID [--json]       one record in full (idCard shown as ***)
   queue retry ID|--all-dead    move dead records back to pending
   queue drop ID --yes          delete one record for good
-  queue export [--dead|--rejected] [--format jsonl|csv] [--include-idcard]
-                               every record of a state to standard output
+  queue export [--dead|--rejected] [--format jsonl|csv] [--include-idcard] [--output FILE]
+                               every record of a state to standard output, or to a new
+                               file only you can read
   queue compact                shrink queue.db (only while the agent is stopped)
   queue salvage FILE           copy the readable records of a damaged queue file into the queue
   ports [--json]               list serial ports with USB VID:PID, serial number and the port = value to use
   monitor [--reader NAME] [--raw]
                                print a reader's frames and decoded fields; stores nothing
-  encrypt --app-id ID VALUE    print VALUE encrypted as the platform expects an idCard
+  encrypt --app-id ID VALUE|-  print VALUE (with -: the first line of standard input)
+                               encrypted as the platform expects an idCard
   devserver [flags]            run a local emulation of the platform (see devserver --help)
   doctor                       check config, data dir, ports, platform DNS/TCP/TLS and the token
   demo                         run the whole system with a virtual scanner and a local platform

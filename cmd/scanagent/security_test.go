@@ -307,3 +307,43 @@ func TestHostilePlatformRedacted(t *testing.T) {
 		t.Fatalf("data_dir holds %d files; want the database and its journal", len(entries))
 	}
 }
+
+// TestEncryptFromStdin: with "-" the value is read from standard input, so
+// an ID number stays out of the shell's history and the process list.
+func TestEncryptFromStdin(t *testing.T) {
+	for _, in := range []string{"33010219900101123X\n", "33010219900101123X\r\n", "33010219900101123X"} {
+		var out, errs strings.Builder
+		e := &env{stdout: &out, stderr: &errs, stdin: strings.NewReader(in)}
+		if err := (&encryptCmd{}).Run(context.Background(), e, []string{"--app-id", "01", "-"}); err != nil ||
+			strings.TrimSpace(out.String()) != "GGX7LbvctIvkW/1lTUmQr2Od6uzbfHL8iBlSg+FOM78=" {
+			t.Fatalf("stdin %q: %v, out %q", in, err, out.String())
+		}
+	}
+	e := &env{stdout: io.Discard, stderr: io.Discard, stdin: strings.NewReader("")}
+	if err := (&encryptCmd{}).Run(context.Background(), e, []string{"--app-id", "01", "-"}); err == nil {
+		t.Fatal("empty standard input: no error")
+	}
+}
+
+// TestExportFileMode: queue export --output writes a new file only its
+// owner can read, whatever the umask, and never over an existing file.
+func TestExportFileMode(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	seedQueue(t, dataDir)
+	cfgPath := queueConfig(t, dataDir, freeAddr(t), "/dev/null", "")
+	out := filepath.Join(t.TempDir(), "export.jsonl")
+	code, stdout, errs := cli(t, cfgPath, "queue", "export", "--include-idcard", "--output", out)
+	if code != 0 || stdout != "" {
+		t.Fatalf("export --output: exit %d, stdout %q, stderr %q", code, stdout, errs)
+	}
+	fi, err := os.Stat(out)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v, %v; want mode 0600", fi, err)
+	}
+	if b, _ := os.ReadFile(out); strings.Count(string(b), fakeCipher) != 2 {
+		t.Fatalf("export file:\n%s", b)
+	}
+	if code, _, errs := cli(t, cfgPath, "queue", "export", "--output", out); code != 1 || !strings.Contains(errs, "exists") {
+		t.Fatalf("export over an existing file: exit %d, stderr %q", code, errs)
+	}
+}
