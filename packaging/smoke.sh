@@ -6,7 +6,8 @@
 #                                   version, config check with Windows paths
 #                                   (good and bad), run without the admin
 #                                   socket (wine has no AF_UNIX), /healthz,
-#                                   queue stats once the agent is stopped
+#                                   queue stats once the agent is stopped,
+#                                   the Windows ACL code's unit tests
 #   packaging/smoke.sh qemu         the unit tests built for linux/arm64, run
 #                                   under qemu-aarch64-static (go test -exec)
 #
@@ -107,6 +108,15 @@ EOF
   out=$(w queue stats --json --config 'C:\scanagent\config.toml' 2>&1 | tr -d '\r')
   echo "$out"
   grep -q '"pending": 0' <<<"$out" || fail "queue stats (stopped agent) printed no counts"
+  echo "-- wine: the Windows ACL code's tests (service SID, SDDL, the writable-by-users verdict)"
+  if command -v go >/dev/null; then
+    GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -c -o "$c/service.test.exe" ./internal/service/
+    out=$(wine 'C:\scanagent\service.test.exe' -test.run 'TestServiceSID|TestWritableByOrdinaryUsers|TestPrivateSDDL|TestLockDown' -test.v 2>&1 | tr -d '\r')
+    echo "$out" | grep -E '^(---|PASS|FAIL|ok)' || true
+    grep -qx PASS <<<"$out" || { echo "$out"; fail "the Windows ACL tests failed under wine"; }
+  else
+    echo "go not found: skipped"
+  fi
   echo "smoke wine: ok"
 }
 
