@@ -4,7 +4,10 @@
 #
 #   packaging/smoke.sh wine EXE     the windows/amd64 build under wine:
 #                                   version, config check with Windows paths
-#                                   (good and bad), queue stats
+#                                   (good and bad), run without the admin
+#                                   socket (wine has no AF_UNIX), /healthz,
+#                                   queue stats once the agent is stopped,
+#                                   the Windows ACL code's unit tests
 #   packaging/smoke.sh qemu         the unit tests built for linux/arm64, run
 #                                   under qemu-aarch64-static (go test -exec)
 #
@@ -77,7 +80,7 @@ EOF
       fail "no PATH:LINE:COL message naming ${f#*:}"
   done
 
-  echo "-- wine scanagent run, then queue stats through its admin API and directly"
+  echo "-- wine scanagent run: no AF_UNIX under wine, so no admin socket; queue stats once stopped"
   w run --config 'C:\scanagent\config.toml' >"$work/run.out" 2>&1 &
   local log="$c/logs/scanagent.log"
   for _ in $(seq 1 60); do
@@ -86,14 +89,34 @@ EOF
   done
   cat "$log" || true
   grep -q 'scanagent started' "$log" || { cat "$work/run.out"; fail "the agent did not start under wine"; }
-  out=$(w queue stats --config 'C:\scanagent\config.toml' 2>&1 | tr -d '\r')
+  # The agent goes on without the socket and says so once.
+  [ "$(grep -c 'admin socket unavailable' "$log")" -eq 1 ] || fail "the agent did not log the missing admin socket exactly once"
+  if command -v curl >/dev/null; then
+    out=$(curl -fsS http://127.0.0.1:19465/healthz) || fail "/healthz on admin_listen did not answer"
+    echo "$out"
+    grep -q '"pending": 0' <<<"$out" || fail "/healthz has no counts"
+    curl -fsS http://127.0.0.1:19465/api/queue/stats >/dev/null 2>&1 && fail "the queue API answers on admin_listen (TCP)"
+  fi
+  # With the agent running, a queue command says why it cannot work, fast.
+  code=0
+  out=$(timeout 20 wine 'C:\scanagent\scanagent.exe' queue stats --config 'C:\scanagent\config.toml' 2>&1 | tr -d '\r') || code=$?
   echo "$out"
-  grep -q '^pending: *0$' <<<"$out" || fail "queue stats (running agent) printed no counts"
+  grep -q 'locked by another process' <<<"$out" || fail "queue stats (running agent) did not say the queue is locked"
+  grep -q 'socket does not answer' <<<"$out" || fail "queue stats (running agent) did not name the missing socket"
   wineserver -k || true
   wait || true
   out=$(w queue stats --json --config 'C:\scanagent\config.toml' 2>&1 | tr -d '\r')
   echo "$out"
   grep -q '"pending": 0' <<<"$out" || fail "queue stats (stopped agent) printed no counts"
+  echo "-- wine: the Windows ACL code's tests (service SID, SDDL, the writable-by-users verdict)"
+  if command -v go >/dev/null; then
+    GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -c -o "$c/service.test.exe" ./internal/service/
+    out=$(wine 'C:\scanagent\service.test.exe' -test.run 'TestServiceSID|TestWritableByOrdinaryUsers|TestPrivateSDDL|TestLockDown' -test.v 2>&1 | tr -d '\r')
+    echo "$out" | grep -E '^(---|PASS|FAIL|ok)' || true
+    grep -qx PASS <<<"$out" || { echo "$out"; fail "the Windows ACL tests failed under wine"; }
+  else
+    echo "go not found: skipped"
+  fi
   echo "smoke wine: ok"
 }
 

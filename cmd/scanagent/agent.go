@@ -33,7 +33,8 @@ type agent struct {
 	tokens  *upload.TokenSource
 	up      *upload.Uploader
 	readers []*reader.Reader
-	admin   *admin.Server
+	admin   *admin.Server // admin_listen (TCP): /healthz, /metrics; nil when off or not bound
+	socket  *admin.Server // data_dir/admin.sock: the queue API; nil where AF_UNIX is missing
 	now     func() time.Time
 }
 
@@ -136,18 +137,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 		}
 		a.readers = append(a.readers, r)
 	}
-	if cfg.Agent.AdminListen != "" {
-		token, err := admin.LoadOrCreateToken(filepath.Join(cfg.Agent.DataDir, admin.TokenFile))
-		if err != nil {
-			return nil, err
-		}
-		a.admin, err = admin.New(cfg.Agent.AdminListen, admin.Options{
-			Health: a.health, Metrics: a.metrics, Queue: q, Token: token, Salvage: a.salvage,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("admin_listen %s: %w", cfg.Agent.AdminListen, err)
-		}
-	}
+	a.listenAdmin()
 	ok = true
 	return a, nil
 }
@@ -213,7 +203,7 @@ func (a *agent) run(ctx context.Context) error {
 		defer others.Done()
 		a.watchQueue(ctx)
 	}()
-	var adminErr error
+	var adminErr, socketErr error
 	if a.admin != nil {
 		others.Add(1)
 		go func() {
@@ -221,10 +211,17 @@ func (a *agent) run(ctx context.Context) error {
 			adminErr = a.admin.Run(ctx)
 		}()
 	}
+	if a.socket != nil {
+		others.Add(1)
+		go func() {
+			defer others.Done()
+			socketErr = a.socket.Run(ctx)
+		}()
+	}
 	<-ctx.Done()
 	readers.Wait()
 	others.Wait()
 	err := a.q.Close()
 	a.log.Info("scanagent stopped")
-	return errors.Join(err, adminErr)
+	return errors.Join(err, adminErr, socketErr)
 }

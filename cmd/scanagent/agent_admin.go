@@ -2,12 +2,50 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"scanagent/internal/admin"
 	"scanagent/internal/queue"
 )
+
+// oldTokenFile is the bearer token of versions that served the queue API on
+// admin_listen; the agent deletes it at start.
+const oldTokenFile = "admin.token"
+
+// listenAdmin opens the admin listeners. Neither is needed to take scans,
+// so a failure is logged and the agent goes on: the socket is missing
+// where the system has no AF_UNIX (wine), and admin_listen's port may be
+// held by another process.
+func (a *agent) listenAdmin() {
+	dir := a.cfg.Agent.DataDir
+	if err := os.Remove(filepath.Join(dir, oldTokenFile)); err == nil {
+		a.log.Info("removed data_dir/" + oldTokenFile + ": the queue API is now on the socket data_dir/" + admin.SocketFile + " and needs no token")
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		a.log.Warn("could not remove the old admin token file; delete it", "file", filepath.Join(dir, oldTokenFile), "err", err.Error())
+	}
+	sock := filepath.Join(dir, admin.SocketFile)
+	s, err := admin.NewSocket(sock, admin.Options{Health: a.health, Queue: a.q, Salvage: a.salvage})
+	if err != nil {
+		a.log.Warn("admin socket unavailable: queue commands cannot reach the running agent (stop it to use them); scans are stored and uploaded as usual",
+			"socket", sock, "err", err.Error())
+	}
+	a.socket = s
+	addr := a.cfg.Agent.AdminListen
+	if addr == "" {
+		return
+	}
+	t, err := admin.New(addr, admin.Options{Health: a.health, Metrics: a.metrics})
+	if err != nil {
+		a.log.Error("cannot listen on admin_listen: /healthz and /metrics are OFF until the agent restarts; "+
+			"is another process holding the port? scans are still stored and uploaded",
+			"admin_listen", addr, "err", err.Error())
+	}
+	a.admin = t
+}
 
 // metrics is the /metrics snapshot: the components' counters and the
 // queue's counts.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -199,10 +200,23 @@ func (d *doctor) checkQueue(cfg *config.Config) (health *admin.Health, running b
 	return nil, false
 }
 
-// fetchHealth asks the running agent's admin endpoint.
+// fetchHealth asks the running agent: through its socket, or where there is
+// none (no AF_UNIX, as under wine) its admin_listen /healthz, which carries
+// no personal data and is sent nothing secret.
 func fetchHealth(cfg *config.Config) (*admin.Health, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	api, err := dialAgent(ctx, cfg)
+	if err == nil {
+		defer api.Close()
+		h, err := api.Health(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &h, nil
+	}
 	if cfg.Agent.AdminListen == "" {
-		return nil, errors.New("admin_listen is off")
+		return nil, fmt.Errorf("%v, and admin_listen is off", err)
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + cfg.Agent.AdminListen + "/healthz")
@@ -211,7 +225,7 @@ func fetchHealth(cfg *config.Config) (*admin.Health, error) {
 	}
 	defer resp.Body.Close()
 	var h admin.Health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&h); err != nil {
 		return nil, fmt.Errorf("/healthz: %w", err)
 	}
 	return &h, nil

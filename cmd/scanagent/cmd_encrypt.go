@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 
 	"scanagent/internal/crypto"
 )
@@ -21,13 +25,28 @@ func (c *encryptCmd) Run(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if *appID == "" || fs.NArg() != 1 {
-		return usagef("usage: scanagent encrypt --app-id ID VALUE")
+		return usagef("usage: scanagent encrypt --app-id ID VALUE|-  (with -, VALUE is read from standard input, out of the shell's history and the process list)")
 	}
 	ci, err := crypto.New(*appID, crypto.Options{Mode: *mode, Encoding: *encoding, IV: *iv})
 	if err != nil {
 		return usagef("encrypt: %v", err)
 	}
-	out, err := ci.Encrypt(fs.Arg(0))
+	value := fs.Arg(0)
+	if value == "-" {
+		in := e.stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		line, err := bufio.NewReader(io.LimitReader(in, 64<<10)).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("encrypt: reading standard input: %w", err)
+		}
+		value = strings.TrimRight(line, "\r\n")
+		if value == "" {
+			return usagef("encrypt: standard input is empty; give the value on its first line")
+		}
+	}
+	out, err := ci.Encrypt(value)
 	if err != nil {
 		return err
 	}

@@ -117,9 +117,15 @@ func printEvent(e *env, ev reader.Event, raw bool) {
 // agentRunning reports how it knows that an agent with this configuration
 // is running, or "". The serial port itself is not enough: go.bug.st/serial
 // sets TIOCEXCL on Unix, but root may open such a port anyway (and read half
-// the agent's bytes), so the agent is looked for first: its admin /healthz,
-// else the lock on its queue file.
+// the agent's bytes), so the agent is looked for first: its socket or admin
+// /healthz, else the lock on its queue file.
 func agentRunning(cfg *config.Config) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if api, err := dialAgent(ctx, cfg); err == nil {
+		api.Close()
+		return "it answers on " + api.sock
+	}
 	if addr := cfg.Agent.AdminListen; addr != "" {
 		if host, port, err := net.SplitHostPort(addr); err == nil {
 			if host == "" || host == "0.0.0.0" || host == "::" {

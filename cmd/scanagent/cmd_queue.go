@@ -388,18 +388,19 @@ func (c *queueCmd) drop(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
+func (c *queueCmd) export(ctx context.Context, e *env, args []string) (err error) {
 	fs := newFlagSet("queue export")
 	state := stateFlags(fs)
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	withIDCard := fs.Bool("include-idcard", false, "include the idCard ciphertext (for the platform's staff only)")
 	bom := fs.Bool("bom", runtime.GOOS == "windows", "csv: start with a UTF-8 byte order mark, so that Excel shows Chinese names right (default on Windows; --bom=false to leave it out)")
+	output := fs.String("output", "", "write to this new file (mode 0600) instead of standard output")
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("queue export takes no arguments; it writes to standard output")
+		return usagef("queue export takes no arguments; it writes to standard output, or to --output FILE")
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format must be jsonl or csv")
@@ -413,6 +414,16 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if *output != "" {
+		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // never another user's to read
+		if err != nil {
+			return fmt.Errorf("export: %w (it must not exist yet)", err)
+		}
+		defer func() { err = errors.Join(err, f.Sync(), f.Close()) }()
+		ef := *e
+		ef.stdout = f
+		e = &ef
+	}
 	if *withIDCard && s != queue.StateRejected {
 		fmt.Fprintln(e.stderr, "scanagent: warning: this export contains idCard ciphertexts. The key is the public app id, "+
 			"so they are as sensitive as the ID numbers: hand the file only to the platform's staff and delete it afterwards.")
@@ -603,14 +614,14 @@ func (d dbStore) Salvage(ctx context.Context, file string) (queue.Salvaged, erro
 func (d dbStore) Where() string { return d.q.Path() }
 func (d dbStore) Close() error  { return d.q.Close() }
 
-// How long the commands wait: for the admin API to answer /healthz, and
-// for the file's lock. Together well under SPEC §3's 2 seconds.
+// How long the commands wait: for the agent's socket to answer /healthz,
+// and for the file's lock. Together well under SPEC §3's 2 seconds.
 const (
 	probeTimeout       = 700 * time.Millisecond
 	offlineLockTimeout = 500 * time.Millisecond
 )
 
-// openStore reaches the queue: through the running agent's admin API when it
+// openStore reaches the queue: through the running agent's socket when it
 // answers, else by opening the file (read-only unless write). It never waits
 // longer than probeTimeout + offlineLockTimeout.
 func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
@@ -619,16 +630,12 @@ func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
 		return nil, err
 	}
 	path := filepath.Join(cfg.Agent.DataDir, queueFile)
-	var apiErr error
-	if cfg.Agent.AdminListen != "" {
-		api, err := dialAgent(ctx, cfg)
-		if err == nil {
-			return api, nil
-		}
-		if errors.Is(err, errAgentRefused) {
-			return nil, err
-		}
-		apiErr = err
+	api, apiErr := dialAgent(ctx, cfg)
+	if apiErr == nil {
+		return api, nil
+	}
+	if errors.Is(apiErr, errAgentRefused) {
+		return nil, apiErr
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no queue database at %s: the agent has not run with this configuration yet (data_dir = %s)", path, cfg.Agent.DataDir)
@@ -638,12 +645,9 @@ func openStore(ctx context.Context, e *env, write bool) (queueStore, error) {
 	q, err := queue.Open(path, queue.Options{ReadOnly: !write, LockTimeout: offlineLockTimeout, MaxPending: cfg.Queue.MaxPending,
 		KeepDelivered: cfg.Queue.KeepDelivered, NoNewJournal: true})
 	if errors.Is(err, queue.ErrLocked) {
-		if apiErr != nil {
-			return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and the agent's admin API at %s does not answer (%v); "+
-				"wait for the agent to finish starting, or stop it", path, cfg.Agent.AdminListen, apiErr)
-		}
-		return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and [agent] admin_listen is off; "+
-			"set admin_listen to use queue commands while the agent runs, or stop the agent first", path)
+		return nil, fmt.Errorf("%s is locked by another process (is the agent running?) and the agent's admin socket does not answer (%v); "+
+			"wait for the agent to finish starting, or stop it (where the system has no AF_UNIX, as under wine, stop the agent to use queue commands)",
+			path, apiErr)
 	}
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {

@@ -211,8 +211,8 @@ func TestQueueCommandsOffline(t *testing.T) {
 }
 
 // startAgent runs `scanagent run` with cfgPath until the test ends and
-// waits for its admin API.
-func startAgent(t *testing.T, cfgPath, adminAddr string) *syncBuffer {
+// waits until it has started (its listeners are bound by then).
+func startAgent(t *testing.T, cfgPath string) *syncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -225,17 +225,13 @@ func startAgent(t *testing.T, cfgPath, adminAddr string) *syncBuffer {
 		}
 	})
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return logs
-		}
+	for !strings.Contains(logs.String(), "scanagent started") {
 		if time.Now().After(deadline) {
-			t.Fatalf("admin API did not come up: %v; log:\n%s", err, logs.String())
+			t.Fatalf("the agent did not start; log:\n%s", logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return logs
 }
 
 func TestQueueCommandsLive(t *testing.T) {
@@ -243,41 +239,36 @@ func TestQueueCommandsLive(t *testing.T) {
 	ids := seedQueue(t, dataDir)
 	addr := freeAddr(t)
 	cfgPath := queueConfig(t, dataDir, addr, "/dev/null", "")
-	startAgent(t, cfgPath, addr)
-
-	// The token file, and the API's answer without and with it.
-	tokPath := filepath.Join(dataDir, admin.TokenFile)
-	fi, err := os.Stat(tokPath)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("admin.token: %v, %v; want mode 0600", fi, err)
+	// A token file left by an older version is removed at start.
+	if err := os.WriteFile(filepath.Join(dataDir, oldTokenFile), []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	token, _ := admin.ReadToken(tokPath)
-	for _, tc := range []struct {
-		auth string
-		want int
-	}{{"", 401}, {"Bearer " + strings.Repeat("0", 64), 401}, {"Bearer " + token, 200}} {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/api/queue/stats", nil)
-		if tc.auth != "" {
-			req.Header.Set("Authorization", tc.auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Fatalf("/api/queue/stats with a %d-byte Authorization: %d, want %d", len(tc.auth), resp.StatusCode, tc.want)
-		}
+	startAgent(t, cfgPath)
+	if _, err := os.Stat(filepath.Join(dataDir, oldTokenFile)); !os.IsNotExist(err) {
+		t.Fatalf("%s left in data_dir: %v", oldTokenFile, err)
+	}
+	// The queue API is on the socket only: not on admin_listen.
+	fi, err := os.Lstat(filepath.Join(dataDir, admin.SocketFile))
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm()&0o007 != 0 {
+		t.Fatalf("admin.sock: %v, %v; want a socket others cannot open", fi, err)
+	}
+	resp, err := http.Get("http://" + addr + "/api/queue/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("/api/queue/stats on admin_listen: %d, want 404", resp.StatusCode)
 	}
 
 	// The file is locked by the agent, so every command below goes
-	// through the admin API.
+	// through the admin socket.
 	exerciseQueueCommands(t, cfgPath, ids)
 
 	if code, _, errs := cli(t, cfgPath, "queue", "compact"); code != 1 || !strings.Contains(errs, "only while the agent is stopped") {
 		t.Fatalf("compact while running: exit %d, stderr %q", code, errs)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err = http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,30 +292,30 @@ func TestQueueCommandNeverHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	// A listener that accepts and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The socket: a listener that accepts and never answers, then none.
+	sock, err := net.Listen("unix", filepath.Join(dataDir, admin.SocketFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := sock.Accept()
 			if err != nil {
 				return
 			}
 			defer c.Close()
 		}
 	}()
-	for _, tc := range []struct{ listen, want string }{
-		{ln.Addr().String(), "does not answer"},
-		{"", "admin_listen is off"},
-	} {
-		cfgPath := queueConfig(t, dataDir, tc.listen, "/dev/null", "")
+	for _, tc := range []struct {
+		name string
+		stop func()
+	}{{"silent socket", func() {}}, {"no socket", func() { sock.Close() }}} {
+		tc.stop()
+		cfgPath := queueConfig(t, dataDir, freeAddr(t), "/dev/null", "")
 		start := time.Now()
 		code, _, errs := cli(t, cfgPath, "queue", "list")
-		if took := time.Since(start); code != 1 || took > 2*time.Second || !strings.Contains(errs, "locked") || !strings.Contains(errs, tc.want) {
-			t.Fatalf("admin_listen %q: exit %d after %v, stderr %q; want 1 within 2s mentioning %q", tc.listen, code, took, errs, tc.want)
+		if took := time.Since(start); code != 1 || took > 2*time.Second || !strings.Contains(errs, "locked") || !strings.Contains(errs, "socket does not answer") {
+			t.Fatalf("%s: exit %d after %v, stderr %q; want 1 within 2s saying the file is locked and the socket does not answer", tc.name, code, took, errs)
 		}
 	}
 }
@@ -354,7 +345,7 @@ func TestAgentStartsWithDamagedQueue(t *testing.T) {
 			tc.damage(t, filepath.Join(dataDir, queueFile))
 			addr := freeAddr(t)
 			cfgPath := queueConfig(t, dataDir, addr, "/dev/null", "")
-			logs := startAgent(t, cfgPath, addr)
+			logs := startAgent(t, cfgPath)
 			moved, _ := filepath.Glob(filepath.Join(dataDir, queueFile+".corrupt-*"))
 			if len(moved) != 1 || !strings.Contains(logs.String(), "scanagent queue salvage "+moved[0]) {
 				t.Fatalf("quarantined %v; log:\n%s", moved, logs.String())
@@ -442,7 +433,7 @@ func TestQueueSalvage(t *testing.T) {
 		}
 		addr := freeAddr(t)
 		cfgPath := queueConfig(t, dataDir, addr, "/dev/null", "")
-		startAgent(t, cfgPath, addr)
+		startAgent(t, cfgPath)
 		if code, _, errs := cli(t, cfgPath, "queue", "salvage", elsewhere); code != 1 || !strings.Contains(errs, "only files in data_dir") {
 			t.Fatalf("live salvage of a file outside data_dir: exit %d, %q", code, errs)
 		}
@@ -468,7 +459,7 @@ func TestQueueFullAckFail(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	addr := freeAddr(t)
 	cfgPath := queueConfig(t, dataDir, addr, slave.Name(), "[queue]\nmax_pending = 2\n")
-	logs := startAgent(t, cfgPath, addr)
+	logs := startAgent(t, cfgPath)
 	for !strings.Contains(logs.String(), "serial port connected") {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -75,7 +75,7 @@ func writeAtomic(t *testing.T, path, body string) {
 // TestSecondAgentSaysWhatToDo: an agent started while another holds the
 // same data_dir stops with the reason and the next step.
 func TestSecondAgentSaysWhatToDo(t *testing.T) {
-	_, port := scannerPTY(t)
+	port := filepath.Join(t.TempDir(), "ttyUSB0") // never opened: the queue lock comes first
 	dataDir := t.TempDir()
 	q, err := queue.Open(filepath.Join(dataDir, queueFile), queue.Options{})
 	if err != nil {

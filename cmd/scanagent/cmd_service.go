@@ -88,6 +88,8 @@ func (c *serviceCmd) Run(_ context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "installed the %s service: %s --config %s run\n", service.Name, def.Executable, def.ConfigPath)
 		fmt.Fprintf(e.stdout, "it starts at boot; start it now with: %s service start\n", filepath.Base(def.Executable))
 		if runtime.GOOS == "windows" {
+			fmt.Fprintf(e.stdout, "it runs as %s; only SYSTEM, Administrators and that account may use %s\n",
+				service.VirtualAccount, strings.Join(append(def.PrivateDirs, def.PrivateFiles...), ", "))
 			fmt.Fprintf(e.stdout, "logs: %s (unless log_file is set) and the Windows event log, source %q\n",
 				config.DefaultServiceLogFile(), service.Name)
 		} else {
@@ -158,6 +160,10 @@ func (c *serviceCmd) definition(e *env) (service.Definition, error) {
 			warnProblems(e.stderr, probs)
 		}
 	}
+	if runtime.GOOS == "windows" {
+		def.PrivateDirs, def.PrivateFiles = privatePaths(cfg, cfgPath)
+		return def, nil
+	}
 	if runtime.GOOS != "linux" {
 		return def, nil
 	}
@@ -182,6 +188,29 @@ func (c *serviceCmd) definition(e *env) (service.Definition, error) {
 		def.ReadWritePaths = writablePaths(cfg)
 	}
 	return def, nil
+}
+
+// privatePaths are what the Windows service alone (with SYSTEM and
+// Administrators) may use: the directories it writes (data_dir, the log's
+// directory) and the files it reads (the configuration, a client secret
+// file). cfg may be nil (no configuration yet): the defaults.
+func privatePaths(cfg *config.Config, cfgPath string) (dirs, files []string) {
+	dataDir, logFile := config.DefaultDataDir(), config.DefaultServiceLogFile()
+	files = []string{cfgPath}
+	if cfg != nil {
+		dataDir = cfg.Agent.DataDir
+		if cfg.Agent.LogFile != "" {
+			logFile = cfg.Agent.LogFile
+		}
+		if f := cfg.Platform.ClientSecretFile; f != "" {
+			files = append(files, f)
+		}
+	}
+	dirs = []string{filepath.Clean(dataDir)}
+	if d := filepath.Dir(filepath.Clean(logFile)); logFile != "" && d != dirs[0] {
+		dirs = append(dirs, d)
+	}
+	return dirs, files
 }
 
 // writablePaths are the directories outside the StateDirectory the agent

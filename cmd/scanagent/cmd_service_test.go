@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"scanagent/internal/config"
 	"scanagent/internal/service"
 )
 
@@ -237,5 +238,31 @@ func TestServiceConfigError(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the service did not end after a configuration error")
+	}
+}
+
+// TestPrivatePaths: what the Windows install locks down: data_dir and the
+// log's directory (once when they are the same), the configuration and a
+// client secret file; the defaults without a configuration.
+func TestPrivatePaths(t *testing.T) {
+	cfg := new(config.Config)
+	*cfg = config.Default()
+	cfg.Agent.DataDir = filepath.Join("D:", "scanagent", "data")
+	cfg.Agent.LogFile = filepath.Join("D:", "scanagent", "logs", "scanagent.log")
+	cfg.Platform.ClientSecretFile = filepath.Join("D:", "scanagent", "secret.txt")
+	dirs, files := privatePaths(cfg, "cfg.toml")
+	if want := []string{cfg.Agent.DataDir, filepath.Join("D:", "scanagent", "logs")}; !reflect.DeepEqual(dirs, want) {
+		t.Errorf("dirs %q, want %q", dirs, want)
+	}
+	if want := []string{"cfg.toml", cfg.Platform.ClientSecretFile}; !reflect.DeepEqual(files, want) {
+		t.Errorf("files %q, want %q", files, want)
+	}
+	cfg.Agent.LogFile = filepath.Join(cfg.Agent.DataDir, "agent.log")
+	if dirs, _ := privatePaths(cfg, "cfg.toml"); len(dirs) != 1 {
+		t.Errorf("log in data_dir: dirs %q, want data_dir once", dirs)
+	}
+	dirs, files = privatePaths(nil, "cfg.toml")
+	if len(dirs) == 0 || dirs[0] != config.DefaultDataDir() || !reflect.DeepEqual(files, []string{"cfg.toml"}) {
+		t.Errorf("no configuration: dirs %q files %q", dirs, files)
 	}
 }

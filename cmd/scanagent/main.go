@@ -28,6 +28,7 @@ func main() {
 // env is what every command gets: its output streams and the config path.
 type env struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // nil = os.Stdin
 	configPath     string
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,61 +20,78 @@ import (
 	"scanagent/internal/queue"
 )
 
-// errAgentRefused marks an agent that answers but cannot be used (its token
-// is unreadable or refused): falling back to the file would only say
-// "locked", so the command stops with this message instead.
-var errAgentRefused = errors.New("the running agent refused the queue command")
+// errAgentRefused marks a socket this user may not open (data_dir is not
+// theirs): the file is out of reach too, so the command stops with this
+// message instead of falling back to it.
+var errAgentRefused = errors.New("no access to the agent's queue")
 
-// apiStore is the running agent's queue API (internal/admin).
+// maxAnswer bounds what the CLI reads of one answer of the agent.
+const maxAnswer = 64 << 20
+
+// apiStore is the running agent's queue API (internal/admin), reached only
+// through the socket data_dir/admin.sock: never over TCP, so nothing the
+// command sends can reach another process listening on admin_listen.
 type apiStore struct {
-	base   string // http://host:port
-	token  string
+	sock   string
 	client *http.Client
 }
 
-// dialAgent returns the agent's API when /healthz answers within
-// probeTimeout (200 or 503: either way the agent runs).
+// dialAgent returns the agent's API when /healthz answers on its socket
+// within probeTimeout (200 or 503: either way the agent runs).
 func dialAgent(ctx context.Context, cfg *config.Config) (*apiStore, error) {
-	base := "http://" + loopback(cfg.Agent.AdminListen)
+	sock := filepath.Join(cfg.Agent.DataDir, admin.SocketFile)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	a := &apiStore{sock: sock, client: client}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, "GET", base+"/healthz", nil)
+	req, err := http.NewRequestWithContext(pctx, "GET", "http://scanagent/healthz", nil)
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("%w: %s: permission denied; run this as root or as the agent's user (sudo -u scanagent)",
+			errAgentRefused, sock)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", sock, unwrapURL(err))
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
-		return nil, fmt.Errorf("%s/healthz answered %s: not a scanagent", base, resp.Status)
+		return nil, fmt.Errorf("socket %s: /healthz answered %s: not a scanagent", sock, resp.Status)
 	}
-	tokenPath := filepath.Join(cfg.Agent.DataDir, admin.TokenFile)
-	token, err := admin.ReadToken(tokenPath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the agent runs (admin API at %s) but %v; run this as root or as the agent's user (sudo -u scanagent)",
-			errAgentRefused, cfg.Agent.AdminListen, err)
-	}
-	return &apiStore{base: base, token: token, client: client}, nil
+	return a, nil
 }
 
-// loopback turns a listen address into one to connect to: an unspecified
-// host ("", 0.0.0.0, ::) means this machine.
-func loopback(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+// Health reads the agent's /healthz through the socket.
+func (a *apiStore) Health(ctx context.Context) (admin.Health, error) {
+	var h admin.Health
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://scanagent/healthz", nil)
 	if err != nil {
-		return listen
+		return h, err
 	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return h, unwrapURL(err)
 	}
-	return net.JoinHostPort(host, port)
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&h); err != nil {
+		return h, fmt.Errorf("/healthz: %w", err)
+	}
+	return h, nil
+}
+
+// unwrapURL drops the "Get "http://scanagent/healthz":" of a client error.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // call sends one request to the API and decodes the JSON answer into out.
@@ -88,11 +106,10 @@ func (a *apiStore) call(ctx context.Context, method, path string, body, out any)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://scanagent"+path, rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -101,9 +118,6 @@ func (a *apiStore) call(ctx context.Context, method, path string, body, out any)
 		return fmt.Errorf("agent admin API: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized {
-		return fmt.Errorf("%w: the agent does not accept data_dir/%s (was it replaced while the agent runs? restart the agent)", errAgentRefused, admin.TokenFile)
-	}
 	if resp.StatusCode != http.StatusOK {
 		var ae admin.APIError
 		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ae) != nil || ae.Error == "" {
@@ -114,7 +128,10 @@ func (a *apiStore) call(ctx context.Context, method, path string, body, out any)
 		}
 		return fmt.Errorf("agent: %s", ae.Error)
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		return fmt.Errorf("agent admin API: reading the answer (at most %d MiB): %w", maxAnswer>>20, err)
+	}
+	return nil
 }
 
 func (a *apiStore) Stats(ctx context.Context) (queue.Stats, error) {

@@ -1,12 +1,15 @@
-// Package admin serves the agent's local HTTP endpoints on admin_listen
-// (SPEC §6):
+// Package admin serves the agent's local HTTP endpoints on two listeners:
 //
-//   - GET /healthz: 200 with a JSON summary while the queue can take scans,
-//     503 otherwise (queue full, last write failed, queue unreadable);
-//   - GET /metrics: the Prometheus text exposition format (metrics.go);
-//   - /api/queue/...: the queue API behind "Authorization: Bearer <token>",
-//     the token being the content of data_dir/admin.token (token.go). The
-//     `scanagent queue` subcommands are its clients while the agent runs.
+//   - admin_listen (TCP, New): GET /healthz, 200 with a JSON summary while
+//     the queue can take scans, 503 otherwise (queue full, last write
+//     failed, queue unreadable); GET /metrics, the Prometheus text
+//     exposition format (metrics.go). Neither carries personal data. On a
+//     loopback address a request whose Host is not a loopback name is
+//     refused (DNS rebinding).
+//   - data_dir/admin.sock (AF_UNIX, NewSocket): the queue API (api.go) and
+//     /healthz. There is no token: whoever can open the socket file is
+//     whoever may read data_dir (socket.go). The `scanagent queue`
+//     subcommands are its clients while the agent runs.
 //
 // It gets everything through the Options it is given (small interfaces and
 // functions declared here) and imports nothing of cmd. It never shows an
@@ -47,29 +50,29 @@ type Queue interface {
 	DropOne(ctx context.Context, ref queue.Ref) (queue.State, error)
 }
 
-// Options are what the server serves. Health is required; a nil Metrics
-// turns /metrics off, a nil Queue (or an empty Token) the queue API.
+// Options are what the servers serve. Health is required; a nil Metrics
+// turns /metrics off (TCP), a nil Queue the queue API (socket).
 type Options struct {
 	Health  func() Health
 	Metrics func() Metrics
 	Queue   Queue
-	// Token is the bearer token of the queue API (the content of
-	// admin.token). It is compared in constant time and never written out.
-	Token string
 	// Salvage copies the readable records of a damaged queue file into
 	// the live queue (POST /api/queue/salvage); nil turns the route off.
 	Salvage func(ctx context.Context, file string) (queue.Salvaged, error)
 }
 
-// Server is the admin HTTP server.
+// Server is one admin HTTP listener: TCP (New) or the socket (NewSocket).
 type Server struct {
-	opts Options
-	srv  *http.Server
-	ln   net.Listener
-	mux  *http.ServeMux
+	opts    Options
+	srv     *http.Server
+	ln      net.Listener
+	mux     *http.ServeMux
+	handler http.Handler
 }
 
-// New listens on addr (e.g. "127.0.0.1:9465") and serves what opts gives.
+// New listens on addr (e.g. "127.0.0.1:9465") and serves /healthz and
+// /metrics there, nothing else: the queue API is never on TCP. When the
+// address bound is a loopback one, requests must name a loopback host.
 func New(addr string, opts Options) (*Server, error) {
 	if opts.Health == nil {
 		return nil, errors.New("admin: no Health function")
@@ -83,18 +86,49 @@ func New(addr string, opts Options) (*Server, error) {
 	if opts.Metrics != nil {
 		s.mux.HandleFunc("GET /metrics", s.metrics)
 	}
-	if opts.Queue != nil && opts.Token != "" {
-		s.routeQueueAPI()
+	s.handler = s.mux
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		s.handler = loopbackHostOnly(s.mux)
 	}
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	s.serve()
 	return s, nil
 }
 
-// Addr is the address actually listened on.
+// NewSocket listens on the AF_UNIX socket at path (data_dir/admin.sock) and
+// serves the queue API and /healthz there. Who may connect is decided by
+// the file system: see listenSocket. It fails where the system has no
+// AF_UNIX (wine); the caller goes on without it.
+func NewSocket(path string, opts Options) (*Server, error) {
+	if opts.Health == nil {
+		return nil, errors.New("admin: no Health function")
+	}
+	ln, err := listenSocket(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, ln: ln, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	if opts.Queue != nil {
+		s.routeQueueAPI()
+	}
+	s.handler = s.mux
+	s.serve()
+	return s, nil
+}
+
+func (s *Server) serve() {
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+}
+
+// Addr is the address actually listened on (the socket's path for
+// NewSocket).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Handler is the server's routes, for tests.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops listening without serving (for a server never Run).
+func (s *Server) Close() error { return s.ln.Close() }
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {

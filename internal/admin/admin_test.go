@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +24,32 @@ func startServer(t *testing.T, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, s)
+	return s
+}
+
+// startSocket runs a socket Server at path until the test ends.
+func startSocket(t *testing.T, path string, opts Options) *Server {
+	t.Helper()
+	s, err := NewSocket(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	return s
+}
+
+// socketClient is an HTTP client that reaches the socket at path whatever
+// the URL's host.
+func socketClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+}
+
+func run(t *testing.T, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
@@ -33,7 +59,6 @@ func startServer(t *testing.T, opts Options) *Server {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return s
 }
 
 func TestHealthz(t *testing.T) {
@@ -121,43 +146,19 @@ func TestMetricsFormat(t *testing.T) {
 	}
 }
 
-func TestTokenFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), TokenFile)
-	tok, err := LoadOrCreateToken(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 || len(tok) != 64 {
-		t.Fatalf("token file mode %v, token length %d, %v; want 0600 and 64 hex digits", fi.Mode().Perm(), len(tok), err)
-	}
-	os.Chmod(path, 0o644)
-	again, err := LoadOrCreateToken(path)
-	if fi, _ := os.Stat(path); err != nil || again != tok || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("second load: same token %v, mode %v, %v", again == tok, fi.Mode().Perm(), err)
-	}
-	if got, err := ReadToken(path); err != nil || got != tok {
-		t.Fatalf("ReadToken: same %v, %v", got == tok, err)
-	}
-}
-
-// apiClient calls the queue API with a token.
+// apiClient calls the queue API through a socket.
 type apiClient struct {
-	t     *testing.T
-	base  string
-	token string
+	t      *testing.T
+	client *http.Client
 }
 
 func (c apiClient) do(method, path string, body io.Reader, out any) int {
 	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, body)
+	req, err := http.NewRequest(method, "http://scanagent"+path, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -191,26 +192,22 @@ func TestQueueAPI(t *testing.T) {
 	if err := q.Reject(ctx, &queue.Rejection{Reader: "gate", Raw: []byte("junk"), Reason: "no xgh"}); err != nil {
 		t.Fatal(err)
 	}
-	token := strings.Repeat("ab", 32)
-	s := startServer(t, Options{Health: func() Health { return Health{OK: true} }, Queue: q, Token: token})
-	base := "http://" + s.Addr()
-
-	for _, bad := range []string{"", "Bearer wrong", "Basic " + token, token} {
-		req, _ := http.NewRequest("GET", base+"/api/queue/stats", nil)
-		if bad != "" {
-			req.Header.Set("Authorization", bad)
-		}
-		resp, err := http.DefaultClient.Do(req)
+	opts := Options{Health: func() Health { return Health{OK: true} }, Queue: q}
+	// On TCP: no queue API at all, whatever the request carries.
+	tcp := startServer(t, opts)
+	for _, path := range []string{"/api/queue/stats", "/api/queue/records?state=dead&include_idcard=1"} {
+		resp, err := http.Get("http://" + tcp.Addr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 401 || strings.Contains(string(body), token) {
-			t.Errorf("Authorization %q: %d, want 401", bad, resp.StatusCode)
+		if resp.StatusCode != 404 {
+			t.Fatalf("TCP %s: %d, want 404", path, resp.StatusCode)
 		}
 	}
-	c := apiClient{t, base, token}
+	sock := filepath.Join(t.TempDir(), SocketFile)
+	startSocket(t, sock, opts)
+	c := apiClient{t, socketClient(sock)}
 	var st queue.Stats
 	if code := c.do("GET", "/api/queue/stats", nil, &st); code != 200 || st.Pending != 2 || st.Dead != 1 || st.Rejected != 1 {
 		t.Fatalf("stats: %d %+v", code, st)
@@ -288,3 +285,72 @@ func TestQueueAPI(t *testing.T) {
 }
 
 func u(id uint64) string { return fmt.Sprint(id) }
+
+// emptyQueue is a real, empty queue in a temporary directory.
+func emptyQueue(t *testing.T) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// TestTCPHostCheck: on a loopback address, /healthz and /metrics answer only
+// requests naming a loopback host (DNS rebinding).
+func TestTCPHostCheck(t *testing.T) {
+	s := startServer(t, Options{Health: func() Health { return Health{OK: true} }, Metrics: func() Metrics { return Metrics{} }})
+	_, port, _ := net.SplitHostPort(s.Addr())
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:" + port, 200}, {"localhost:" + port, 200}, {"LOCALHOST", 200}, {"[::1]:" + port, 200}, {"127.8.9.10", 200},
+		{"evil.example:" + port, 421}, {"attacker.localhost.evil.example", 421}, {"10.0.0.1:" + port, 421}, {"localhost.evil.example", 421},
+	} {
+		for _, path := range []string{"/healthz", "/metrics"} {
+			req, _ := http.NewRequest("GET", "http://"+s.Addr()+path, nil)
+			req.Host = tc.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("Host %q %s: %d, want %d", tc.host, path, resp.StatusCode, tc.want)
+			}
+		}
+	}
+}
+
+// TestTCPAnyHostOffLoopback: a non-loopback bind (fleet scraping) answers
+// whatever Host the scraper uses.
+func TestTCPAnyHostOffLoopback(t *testing.T) {
+	ifaces, _ := net.InterfaceAddrs()
+	var ip net.IP
+	for _, a := range ifaces {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address")
+	}
+	s, err := New(net.JoinHostPort(ip.String(), "0"), Options{Health: func() Health { return Health{OK: true} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/healthz", nil)
+	req.Host = "agent-17.campus.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("Host %q on %s: %d, want 200", req.Host, s.Addr(), resp.StatusCode)
+	}
+}

@@ -40,27 +40,15 @@ type APIError struct {
 }
 
 func (s *Server) routeQueueAPI() {
-	s.mux.Handle("GET /api/queue/stats", s.auth(s.apiStats))
-	s.mux.Handle("GET /api/queue/records", s.auth(s.apiRecords))
-	s.mux.Handle("GET /api/queue/records/{id}", s.auth(s.apiRecord))
-	s.mux.Handle("POST /api/queue/records/{id}/retry", s.auth(s.apiRetry))
-	s.mux.Handle("POST /api/queue/retry-dead", s.auth(s.apiRetryDead))
-	s.mux.Handle("DELETE /api/queue/records/{id}", s.auth(s.apiDrop))
+	s.mux.HandleFunc("GET /api/queue/stats", s.apiStats)
+	s.mux.HandleFunc("GET /api/queue/records", s.apiRecords)
+	s.mux.HandleFunc("GET /api/queue/records/{id}", s.apiRecord)
+	s.mux.HandleFunc("POST /api/queue/records/{id}/retry", s.apiRetry)
+	s.mux.HandleFunc("POST /api/queue/retry-dead", s.apiRetryDead)
+	s.mux.HandleFunc("DELETE /api/queue/records/{id}", s.apiDrop)
 	if s.opts.Salvage != nil {
-		s.mux.Handle("POST /api/queue/salvage", s.auth(s.apiSalvage))
+		s.mux.HandleFunc("POST /api/queue/salvage", s.apiSalvage)
 	}
-}
-
-// auth lets a request through only with the right bearer token.
-func (s *Server) auth(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !tokenOK(r.Header.Get("Authorization"), s.opts.Token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="scanagent"`)
-			writeJSON(w, http.StatusUnauthorized, APIError{"missing or wrong bearer token: send the content of data_dir/admin.token"})
-			return
-		}
-		h(w, r)
-	})
 }
 
 // apiFail answers err with the status that fits it.

@@ -33,7 +33,7 @@ func DefaultPath() string {
 	return "/etc/scanagent/config.toml"
 }
 
-// DefaultDataDir is where queue.db and admin.token live by default.
+// DefaultDataDir is where queue.db and the admin socket live by default.
 func DefaultDataDir() string {
 	if runtime.GOOS == "windows" {
 		return filepath.Join(programData(), "scanagent", "data")

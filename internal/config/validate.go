@@ -87,7 +87,7 @@ func orList(choices []string) string {
 func (v *validator) agent() {
 	a := v.c.Agent
 	if a.DataDir == "" {
-		v.add("agent.data_dir", "is empty; set the directory that holds queue.db and admin.token")
+		v.add("agent.data_dir", "is empty; set the directory that holds queue.db and the admin socket")
 	}
 	v.oneOf("agent.log_level", a.LogLevel, "debug", "info", "warn", "error")
 	if a.AdminListen != "" {
@@ -96,7 +96,7 @@ func (v *validator) agent() {
 			_, err = strconv.ParseUint(port, 10, 16)
 		}
 		if err != nil {
-			v.add("agent.admin_listen", `is %q; use host:port such as "127.0.0.1:9465", or "" to turn the admin API off`, a.AdminListen)
+			v.add("agent.admin_listen", `is %q; use host:port such as "127.0.0.1:9465", or "" to turn /healthz and /metrics off`, a.AdminListen)
 		}
 	}
 }

@@ -69,7 +69,14 @@ type journal struct {
 	f   *os.File
 	gen uint64 // the generation of the last entry written or applied
 	buf []byte
+	// used is how many bytes at the start of the file may hold entry
+	// bytes; clear zeroes them, so delivered records do not linger in the
+	// file. Unknown (the whole file) after openJournal.
+	used int
 }
+
+// journalZeros is what clear writes (never written to).
+var journalZeros = make([]byte, journalSize)
 
 // openJournal opens the journal and reads its entry (ok is false when there
 // is none). The first time, it creates the file and writes its blocks once
@@ -112,7 +119,7 @@ func openJournal(path string, create bool) (j *journal, e entry, ok bool, err er
 		f.Close()
 		return nil, e, ok, nil
 	}
-	return &journal{f: f, buf: make([]byte, 0, journalSize)}, e, ok, nil
+	return &journal{f: f, buf: make([]byte, 0, journalSize), used: journalSize}, e, ok, nil
 }
 
 // readJournal reads the entry in the journal at path; ok is false when there
@@ -183,6 +190,7 @@ func (j *journal) write(e *entry) error {
 	b = binary.BigEndian.AppendUint32(b, crc32.Update(crc32.Checksum(b[4:16], crcTable), crcTable, body))
 	b = append(b, body...)
 	j.buf = b[:0]
+	j.used = max(j.used, len(b))
 	if _, err := j.f.WriteAt(b, 0); err != nil {
 		return err
 	}
@@ -193,12 +201,15 @@ func (j *journal) write(e *entry) error {
 	return nil
 }
 
-// clear marks the journal empty once its entry is applied. It is not
-// synced: journal_gen in bbolt already says the entry is applied; clearing
-// only keeps a fresh database (after a damaged one was moved aside) from
-// applying it a second time.
+// clear marks the journal empty once its entry is applied, zeroing every
+// byte an entry may have left (the records it held are in bbolt now, or
+// delivered). It is not synced: journal_gen in bbolt already says the
+// entry is applied; clearing only keeps a fresh database (after a damaged
+// one was moved aside) from applying it a second time.
 func (j *journal) clear() {
-	_, _ = j.f.WriteAt(make([]byte, len(journalMagic)), 0)
+	if _, err := j.f.WriteAt(journalZeros[:j.used], 0); err == nil {
+		j.used = 0
+	}
 }
 
 func (j *journal) close() error { return j.f.Close() }

@@ -1,7 +1,11 @@
-// Package redact is the one place where secrets are removed from text before
-// it is logged, stored or printed: access tokens in URLs and JSON bodies, and
-// any secret value registered with it (client secret, current token). It does
-// not mask ID numbers; those never reach text in plaintext.
+// Package redact is the one place where secrets and personal data are
+// removed from text before it is logged, stored or printed: access tokens
+// and client secrets in URLs, forms and JSON bodies, any secret value
+// registered with it (client secret, current token), the values of the
+// personal fields idCard, name and xgh in URLs, forms and JSON, and every
+// possible ID number (personal.go). A Redactor's String applies all of it:
+// text the platform sends back and errors that quote a request go through
+// it before they reach a log line, a record or an answer.
 package redact
 
 import (
@@ -14,6 +18,11 @@ import (
 const Mask = "REDACTED"
 
 var tokenParam = regexp.MustCompile(`(?i)((?:access_token|client_secret|token)(?:"\s*:\s*"|=))[^&\s"']*`)
+
+// personalParam is a personal field of the upload form (idCard, name, xgh)
+// as a URL or form parameter or a JSON string member; the key must not be
+// the tail of a longer name (termName is kept).
+var personalParam = regexp.MustCompile(`(?i)((?:^|[^a-z0-9_])"?(?:idCard|name|xgh)(?:"\s*:\s*"|=))[^&\s"']*`)
 
 // Redactor remembers secret values to strip from any text.
 type Redactor struct {
@@ -39,19 +48,21 @@ func (r *Redactor) Add(secrets ...string) {
 	}
 }
 
-// String returns s with access_token/client_secret parameters and every
-// registered secret replaced by Mask. A nil Redactor still strips parameters.
+// String returns s with access_token/client_secret parameters, the values
+// of idCard, name and xgh parameters and every registered secret replaced
+// by Mask, and possible ID numbers masked (IDNumbers). A nil Redactor does
+// all but the registered secrets.
 func (r *Redactor) String(s string) string {
 	s = tokenParam.ReplaceAllString(s, "${1}"+Mask)
-	if r == nil {
-		return s
+	s = personalParam.ReplaceAllString(s, "${1}"+Mask)
+	if r != nil {
+		r.mu.RLock()
+		for sec := range r.secrets {
+			s = strings.ReplaceAll(s, sec, Mask)
+		}
+		r.mu.RUnlock()
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for sec := range r.secrets {
-		s = strings.ReplaceAll(s, sec, Mask)
-	}
-	return s
+	return IDNumbers(s)
 }
 
 // Error is String of err's text ("" for nil).

@@ -42,6 +42,11 @@ type Definition struct {
 	// ReadWritePaths are directories outside /var/lib/scanagent the agent
 	// writes to (data_dir, the log file's directory); systemd only.
 	ReadWritePaths []string
+	// Windows: the directories the service writes (data_dir, the log
+	// directory) and the files it reads (the configuration, a client
+	// secret file). Install gives them an ACL of SYSTEM, Administrators
+	// and the service's account only (lockdown_windows.go).
+	PrivateDirs, PrivateFiles []string
 }
 
 // Arguments is the command line the service manager starts the executable
@@ -81,6 +86,7 @@ func kconfig(def Definition) *kservice.Config {
 		Description: description,
 		Executable:  def.Executable,
 		Arguments:   Arguments(def.ConfigPath),
+		UserName:    runAs, // Windows: the virtual account, not LocalSystem
 		Option: kservice.KeyValue{
 			// Windows: kardianos sets one recovery action when OnFailure is
 			// given; afterInstall replaces it with ours and adds the flag for
@@ -109,9 +115,11 @@ const (
 type Manager struct {
 	svc     kservice.Service
 	timeout time.Duration
-	// afterInstall runs after a successful install (Windows: recovery
-	// actions); a variable for tests.
-	afterInstall func() error
+	// beforeInstall may refuse the install (Windows: an executable or
+	// configuration ordinary users can change); afterInstall runs after a
+	// successful install (Windows: recovery actions, ACLs). Variables for
+	// tests.
+	beforeInstall, afterInstall func() error
 }
 
 // NewManager returns a manager for def (only Name matters for the control
@@ -124,7 +132,9 @@ func NewManager(def Definition, timeout time.Duration) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service manager: %w", err)
 	}
-	return &Manager{svc: s, timeout: timeout, afterInstall: afterInstall}, nil
+	return &Manager{svc: s, timeout: timeout,
+		beforeInstall: func() error { return beforeInstall(def) },
+		afterInstall:  func() error { return afterInstall(def) }}, nil
 }
 
 // Platform names the service manager found: "linux-systemd",
@@ -149,6 +159,9 @@ func Supported() error {
 // Install registers the service; it does not start it.
 func (m *Manager) Install() error {
 	return m.control("install", func() error {
+		if err := m.beforeInstall(); err != nil {
+			return err
+		}
 		if err := m.svc.Install(); err != nil {
 			return err
 		}

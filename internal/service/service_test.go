@@ -384,3 +384,23 @@ func TestSupported(t *testing.T) {
 		t.Errorf("got %v, want an error naming the platform", err)
 	}
 }
+
+// TestInstallRefusedBeforeRegistering: a refusal of beforeInstall (Windows:
+// an exe or config ordinary users can change) registers nothing.
+func TestInstallRefusedBeforeRegistering(t *testing.T) {
+	f := useFake(t)
+	m, err := NewManager(Definition{Executable: "/usr/bin/scanagent", ConfigPath: "/etc/scanagent/config.toml"}, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.beforeInstall = func() error { return errors.New("writable by Users") }
+	m.afterInstall = func() error { t.Error("afterInstall after a refusal"); return nil }
+	if err := m.Install(); err == nil || !strings.Contains(err.Error(), "writable by Users") {
+		t.Fatalf("Install: %v, want the refusal", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) != 0 {
+		t.Fatalf("kardianos was called: %q", f.calls)
+	}
+}

@@ -8,11 +8,23 @@ import (
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
-// afterInstall sets the recovery actions (restart after 5 s, 30 s, then
+// runAs is the account the service runs as: its virtual account.
+const runAs = VirtualAccount
+
+// afterInstall sets the recovery actions and locks down the service's
+// directories and files (lockdown_windows.go).
+func afterInstall(def Definition) error {
+	if err := setRecovery(); err != nil {
+		return err
+	}
+	return lockDown(def)
+}
+
+// setRecovery sets the recovery actions (restart after 5 s, 30 s, then
 // every 60 s) and applies them to non-crash failures too: a service that
 // stops with a non-zero exit code, as scanagent does when its configuration
 // is wrong, is then restarted like one that crashed.
-func afterInstall() error {
+func setRecovery() error {
 	m, err := mgr.Connect()
 	if err != nil {
 		return fmt.Errorf("recovery actions: %w", err)

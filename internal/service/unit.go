@@ -52,6 +52,15 @@ const unitTemplate = `# systemd unit for scanagent, shipped by the .deb/.rpm pac
 # (group dialout for the serial ports) and may write only its state
 # directory /var/lib/scanagent: a data_dir or log_file elsewhere needs
 # ReadWritePaths= in an override.
+#
+# The client secret: keep it out of Environment= (any user can read that
+# with "systemctl show") and out of the config. Put it in a root-only file
+# and hand it to the service as a credential, in an override:
+#   [Service]
+#   LoadCredential=client_secret:/etc/scanagent/client_secret
+# The agent reads $CREDENTIALS_DIRECTORY/client_secret first; set
+# client_secret_file = "/etc/scanagent/client_secret" too, so that
+# "scanagent config check" run as root finds the same secret.
 [Unit]
 Description=scanagent - campus scan terminal agent
 Documentation=file:///usr/share/doc/scanagent/README.md

@@ -228,7 +228,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 		}
 		return queue.Token{}, fmt.Errorf("token request: HTTP %d%s", resp.StatusCode, ts.opts.Redactor.String(detail))
 	case jsonErr != nil || tr.AccessToken == "":
-		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s)", describeBody(resp, raw))
+		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s)", ts.opts.Redactor.String(describeBody(resp, raw)))
 	}
 	ttl := ts.opts.DefaultTTL
 	if secs, ok := parseExpiresIn(tr.ExpiresIn); ok && secs > 0 {

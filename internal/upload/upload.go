@@ -431,7 +431,7 @@ func (u *Uploader) attempt(ctx context.Context, r queue.Record, log *slog.Logger
 		u.badToken.Add(1)
 		u.tokens.Invalidate(tok)
 		if try == 1 {
-			log.Warn("the platform refused a freshly fetched token; check [platform] client_id and the clock", "reason", res.Reason)
+			log.Warn("the platform refused a freshly fetched token; check [platform] client_id and the clock", "reason", u.opts.Redactor.String(res.Reason))
 			return Result{Outcome: Transient, Reason: "token refused twice: " + res.Reason}
 		}
 	}
