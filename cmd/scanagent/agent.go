@@ -34,7 +34,8 @@ type agent struct {
 	up      *upload.Uploader
 	readers []*reader.Reader
 	admin   *admin.Server // admin_listen (TCP): /healthz, /metrics; nil when off or not bound
-	socket  *admin.Server // data_dir/admin.sock: the queue API; nil where AF_UNIX is missing
+	socket  *admin.Server // data_dir/admin.sock: the queue API and the tap; nil where AF_UNIX is missing
+	tap     *reader.Tap   // the readers' events for monitor --live
 	now     func() time.Time
 }
 
@@ -128,9 +129,10 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	if err != nil {
 		return nil, fmt.Errorf("[upload]: %w", err)
 	}
+	a.tap = reader.NewTap()
 	for _, rc := range cfg.Readers {
 		r, err := reader.New(rc, q, reader.Options{
-			Logger: log, Now: now, Encrypt: ci.Encrypt, DedupeWindow: cfg.Queue.DedupeWindow.Duration,
+			Logger: log, Now: now, Encrypt: ci.Encrypt, DedupeWindow: cfg.Queue.DedupeWindow.Duration, Tap: a.tap,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("reader %s: %w", rc.Name, err)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,15 +30,19 @@ func (c *monitorCmd) Run(ctx context.Context, e *env, args []string) error {
 	flags := newFlagSet("monitor")
 	name := flags.String("reader", "", "the [[reader]] name (needed when there are several)")
 	raw := flags.Bool("raw", false, "print each frame as hex bytes")
+	live := flags.Bool("live", false, "watch the running agent's readers through its socket, without stopping it (with --reader: that one only)")
 	if err := parseFlags(e, flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {
-		return usagef("usage: scanagent monitor [--reader NAME] [--raw]")
+		return usagef("usage: scanagent monitor [--reader NAME] [--raw] [--live]")
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
+	}
+	if *live {
+		return monitorLive(ctx, e, cfg, *name, *raw)
 	}
 	rc, err := pickReader(cfg, *name)
 	if err != nil {
@@ -86,7 +92,7 @@ func pickReader(cfg *config.Config, name string) (config.Reader, error) {
 // from the scanner is quoted (strconv.Quote escapes control characters) or
 // escaped (termtext), never sent to the terminal as it is.
 func printEvent(e *env, ev reader.Event, raw bool) {
-	at := ev.Time.Format("15:04:05.000")
+	at := ev.Time.Local().Format("15:04:05.000")
 	if ev.Note != "" {
 		fmt.Fprintf(e.stdout, "%s  note: %s\n", at, termtext.Line(ev.Note))
 		return
@@ -151,4 +157,48 @@ func agentRunning(cfg *config.Config) string {
 		q.Close()
 	}
 	return ""
+}
+
+// monitorLive prints the running agent's frames and verdicts as its readers
+// see them (reader.Tap through the socket), until Ctrl-C or the agent stops.
+// The agent stores and acknowledges as always; this only watches.
+func monitorLive(ctx context.Context, e *env, cfg *config.Config, name string, raw bool) error {
+	if name != "" {
+		if _, err := pickReader(cfg, name); err != nil {
+			return err
+		}
+	}
+	api, err := dialAgent(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("monitor --live watches a running agent, and none answers: %w\n"+
+			"start it (scanagent service start), or run monitor without --live to open the port yourself", err)
+	}
+	defer api.Close()
+	body, err := api.stream(ctx, "/api/tap?reader="+url.QueryEscape(name))
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	which := "every reader"
+	if name != "" {
+		which = "reader " + name
+	}
+	fmt.Fprintf(e.stdout, "monitor --live: %s of the running agent (%s); it stores and acknowledges as usual; Ctrl-C to stop\n", which, api.sock)
+	dec := json.NewDecoder(body)
+	for {
+		var ev reader.TapEvent
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("the agent closed the stream (stopped or restarted?): %v", err)
+		}
+		if ev.Dropped > 0 {
+			fmt.Fprintf(e.stdout, "(%d event(s) not shown: this terminal read too slowly)\n", ev.Dropped)
+		}
+		if name == "" && len(cfg.Readers) > 1 {
+			fmt.Fprintf(e.stdout, "[%s] ", termtext.Line(ev.Reader))
+		}
+		printEvent(e, ev.Event, raw)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"scanagent/internal/devserver"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,5 +170,61 @@ term_sn = "GATE-0002"
 	if code != 1 || !strings.Contains(errs, "/dev/ttyNOPE") || !strings.Contains(errs, "the port does not exist") ||
 		!strings.Contains(errs, "fix: plug the scanner in and check its cable; `scanagent ports` lists the ports") {
 		t.Errorf("missing port: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestMonitorLive: monitor --live shows a running agent's frames and
+// verdicts (ID numbers masked) through its socket while the agent keeps
+// storing, acknowledging and uploading; Ctrl-C ends it with exit 0.
+func TestMonitorLive(t *testing.T) {
+	r := newRig(t, devserver.Options{})
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfgPath := writeFile(t, "config.toml", validConfig(t, dataDir, r.url, r.slave.Name()))
+	logs := startAgent(t, cfgPath)
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "serial port connected") })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	errOut := &syncBuffer{}
+	go func() { done <- runMain(ctx, []string{"-c", cfgPath, "monitor", "--live"}, out, errOut) }()
+	waitFor(t, func() bool {
+		return strings.Contains(out.String(), "monitor --live: every reader of the running agent")
+	})
+
+	if _, err := r.master.Write([]byte("2021001,张三,33010219900101123X,学生\nbad\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(out.String(), "rejected:") })
+	got := out.String()
+	for _, want := range []string{
+		`ok: xgh="2021001" name="张三" idCard="330***********123X" userType="学生"`,
+		`frame (3 bytes): "bad"`,
+		"rejected: delimited: got 1 columns, want 4",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "33010219900101123X") {
+		t.Errorf("the plaintext ID number reached the output:\n%s", got)
+	}
+	// The agent went on as usual: the scan is acknowledged and uploaded.
+	waitFor(t, func() bool { return len(r.srv.Records()) == 1 })
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("monitor --live exited %d after Ctrl-C; stderr %q", code, errOut.String())
+	}
+}
+
+// TestMonitorLiveWithoutAgent: --live with no agent running says so and
+// what to do.
+func TestMonitorLiveWithoutAgent(t *testing.T) {
+	cfgPath := writeFile(t, "config.toml", validConfig(t, t.TempDir(), "http://127.0.0.1:1", "/dev/ttyUSB0"))
+	code, _, errs := runCLI(t, context.Background(), "-c", cfgPath, "monitor", "--live")
+	if code != 1 || !strings.Contains(errs, "monitor --live watches a running agent, and none answers") ||
+		!strings.Contains(errs, "run monitor without --live") {
+		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }

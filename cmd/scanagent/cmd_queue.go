@@ -217,9 +217,11 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "ID\tSCANNED\tREADER\tXGH\tNAME\tUSER TYPE\tID CARD\t%s\n", last)
 		for _, it := range items {
 			r := it.Record
-			tail := fmt.Sprintf("%d\t%s", r.Attempts, clip(oneLine(orDash(r.LastError)), 60))
+			// The cause is the last column and printed whole: it is what a
+			// technician acts on.
+			tail := fmt.Sprintf("%d\t%s", r.Attempts, oneLine(orDash(r.LastError)))
 			if s == queue.StateDead {
-				tail = fmt.Sprintf("%s\t%s", localTime(r.DeadAt), clip(oneLine(r.DeadReason), 60))
+				tail = fmt.Sprintf("%s\t%s", localTime(r.DeadAt), oneLine(r.DeadReason))
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.ScanTime), termtext.Line(r.Reader), termtext.Line(r.Xgh),
 				termtext.Line(r.Name), termtext.Line(orDash(r.UserType)), termtext.Line(orDash(r.IDCard)), tail)

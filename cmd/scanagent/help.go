@@ -49,9 +49,10 @@ var helpEntries = []helpEntry{
 		examples: []string{"sudo scanagent queue salvage /var/lib/scanagent/queue.db.corrupt-20260102T030405Z"}},
 	{name: "ports", synopsis: "[--json]", summary: "list serial ports with USB VID:PID, serial number and the port = value to use",
 		examples: []string{"scanagent ports"}},
-	{name: "monitor", synopsis: "[--reader NAME] [--raw]", summary: "print a reader's frames and decoded fields; stores nothing",
-		details:  "Opens the reader's port itself, so the agent must not hold it (stop the service first).",
-		examples: []string{"scanagent monitor --reader gate-1", "scanagent monitor --raw"}},
+	{name: "monitor", synopsis: "[--reader NAME] [--raw] [--live]", summary: "print a reader's frames and decoded fields",
+		details: "Without --live it opens the reader's port itself and stores nothing, so the agent must not hold the port (stop the service first).\n" +
+			"With --live it watches the running agent's readers through its socket (data_dir/admin.sock): the gate stays in service, scans are stored and acknowledged as usual.",
+		examples: []string{"scanagent monitor --reader gate-1", "sudo scanagent monitor --live", "scanagent monitor --raw"}},
 	{name: "encrypt", synopsis: "--app-id ID [--mode ecb|cbc] [--encoding base64|hex] [--iv IV] VALUE|-", summary: "print VALUE (with -: the first line of standard input) encrypted as the platform expects an idCard",
 		details:  "Use - and type or pipe the ID number, so it does not stay in the shell's history or the process list.",
 		examples: []string{"scanagent encrypt --app-id 01 -", "scanagent encrypt --app-id 01 33010219900101123X"}},

@@ -134,6 +134,27 @@ func (a *apiStore) call(ctx context.Context, method, path string, body, out any)
 	return nil
 }
 
+// stream opens a streaming answer (the tap) and returns its body, to be
+// read until ctx ends.
+func (a *apiStore) stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://scanagent"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent admin API: %w", unwrapURL(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("the running agent has no live view (%s): it is older than this command; upgrade it or stop it and run monitor without --live", resp.Status)
+		}
+		return nil, fmt.Errorf("agent: %s", resp.Status)
+	}
+	return resp.Body, nil
+}
+
 func (a *apiStore) Stats(ctx context.Context) (queue.Stats, error) {
 	var s queue.Stats
 	return s, a.call(ctx, "GET", "/api/queue/stats", nil, &s)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"scanagent/internal/queue"
+	"scanagent/internal/reader"
 )
 
 // Health is the /healthz body.
@@ -59,15 +60,22 @@ type Options struct {
 	// Salvage copies the readable records of a damaged queue file into
 	// the live queue (POST /api/queue/salvage); nil turns the route off.
 	Salvage func(ctx context.Context, file string) (queue.Salvaged, error)
+	// Tap streams the readers' frames and verdicts to `monitor --live`
+	// (GET /api/tap on the socket); nil turns the route off.
+	Tap *reader.Tap
 }
 
 // Server is one admin HTTP listener: TCP (New) or the socket (NewSocket).
 type Server struct {
-	opts    Options
-	srv     *http.Server
-	ln      net.Listener
-	mux     *http.ServeMux
-	handler http.Handler
+	opts Options
+	// base is every request's context; Run cancels it at shutdown so
+	// that streaming answers (the tap) end instead of holding Shutdown.
+	base       context.Context
+	cancelBase context.CancelFunc
+	srv        *http.Server
+	ln         net.Listener
+	mux        *http.ServeMux
+	handler    http.Handler
 }
 
 // New listens on addr (e.g. "127.0.0.1:9465") and serves /healthz and
@@ -111,13 +119,18 @@ func NewSocket(path string, opts Options) (*Server, error) {
 	if opts.Queue != nil {
 		s.routeQueueAPI()
 	}
+	if opts.Tap != nil {
+		s.mux.HandleFunc("GET /api/tap", s.apiTap)
+	}
 	s.handler = s.mux
 	s.serve()
 	return s, nil
 }
 
 func (s *Server) serve() {
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return s.base }}
 }
 
 // Addr is the address actually listened on (the socket's path for
@@ -139,6 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
+	s.cancelBase()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)

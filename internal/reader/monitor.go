@@ -24,26 +24,36 @@ var stallAfter = 2 * time.Second
 // never the plaintext. UserType is what the agent would send: the reader's
 // user_type when the frame carries none, mapped by user_types.
 type Fields struct {
-	Xgh, Name, IDCard, UserType, Card string
+	Xgh      string `json:"xgh"`
+	Name     string `json:"name"`
+	IDCard   string `json:"idCard"`
+	UserType string `json:"userType"`
+	Card     string `json:"card,omitempty"`
+}
+
+// shown is s as it may be shown: the ID number masked.
+func (s scan) shown() Fields {
+	return Fields{Xgh: s.Xgh, Name: s.Name, IDCard: redact.ID(s.IDCard), UserType: s.UserType, Card: s.Card}
 }
 
 // Event is one thing Monitor saw on the line: a frame, or a note about the
 // line when Note is not empty.
 type Event struct {
-	Time time.Time
+	Time time.Time `json:"time"`
 	// Raw is the frame's content (without the terminator or STX/ETX) with
 	// possible ID numbers masked (redact.Bytes).
-	Raw []byte
+	Raw []byte `json:"raw,omitempty"`
 	// Fields are what the decoder found when Reason is empty.
-	Fields Fields
+	Fields Fields `json:"fields"`
 	// Reason is why the agent would reject the frame (and write ack_fail):
 	// the framer's, the decoder's, or the field and the rule it breaks.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 	// Repeat is set for the same xgh again within the dedupe window: the
 	// agent would write ack_ok and not store it again.
-	Repeat bool
-	// Note is a hint about the line, e.g. bytes that never end a frame.
-	Note string
+	Repeat bool `json:"repeat,omitempty"`
+	// Note is a hint about the line, e.g. bytes that never end a frame, or
+	// (from a running agent) the port connecting or disconnecting.
+	Note string `json:"note,omitempty"`
 }
 
 // MonitorOptions are Monitor's optional settings; the zero value means the
@@ -115,7 +125,7 @@ func (r *Reader) inspect(f frame, at time.Time, window time.Duration) Event {
 		ev.Reason = redact.IDNumbers(reason)
 		return ev
 	}
-	ev.Fields = Fields{Xgh: s.Xgh, Name: s.Name, IDCard: redact.ID(s.IDCard), UserType: s.UserType, Card: s.Card}
+	ev.Fields = s.shown()
 	if window > 0 {
 		last, ok := r.recent[s.Xgh]
 		ev.Repeat = ok && at.Sub(last) >= 0 && at.Sub(last) < window

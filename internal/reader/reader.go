@@ -118,6 +118,9 @@ type Options struct {
 	RetryInterval time.Duration
 	// Open opens a serial port; default serial.Open.
 	Open func(path string, mode *serial.Mode) (serial.Port, error)
+	// Tap receives every frame's verdict and the port's state changes
+	// while someone watches (monitor --live); nil = none.
+	Tap *Tap
 }
 
 // Stats are a Reader's counters since it was created.
@@ -139,6 +142,7 @@ type Reader struct {
 	encrypt   func(string) (string, error)
 	dedupe    time.Duration
 	retry     time.Duration
+	tap       *Tap
 	open      func(string, *serial.Mode) (serial.Port, error)
 	listPorts func() ([]*enumerator.PortDetails, error)
 
@@ -199,6 +203,7 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 		dedupe:    opts.DedupeWindow,
 		retry:     opts.RetryInterval,
 		open:      opts.Open,
+		tap:       opts.Tap,
 		listPorts: func() ([]*enumerator.PortDetails, error) { return enumerator.GetDetailedPortsList() },
 		recent:    map[string]time.Time{},
 	}
@@ -317,6 +322,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 		r.connected.Store(true)
 		r.log.Info("serial port connected", keyPort, path)
+		r.show(Event{Time: r.now(), Note: "port " + path + " connected; waiting for scans"})
 		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
 		r.connected.Store(false)
@@ -325,6 +331,7 @@ func (r *Reader) Run(ctx context.Context) error {
 			break
 		}
 		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact.IDNumbers(err.Error()), keyRetry, r.retry.String())
+		r.show(Event{Time: r.now(), Note: "port " + path + " disconnected (" + redact.IDNumbers(err.Error()) + "); reconnecting every " + r.retry.String()})
 		state, lastErr = linkLost, ""
 		if !sleep(ctx, r.retry) {
 			break
@@ -440,17 +447,27 @@ func (r *Reader) handle(ctx context.Context, port serial.Port, frames []frame) {
 		if f.reason != "" {
 			r.flush(ctx, port)
 			r.reject(ctx, port, f.masked(), f.reason, at)
+			r.show(Event{Time: at, Raw: f.masked(), Reason: f.reason})
 			continue
 		}
 		s, reason := r.decode(f.data)
 		if reason != "" {
 			r.flush(ctx, port)
 			r.reject(ctx, port, f.masked(), reason, at)
+			r.show(Event{Time: at, Raw: f.masked(), Reason: redact.IDNumbers(reason)})
 			continue
 		}
-		r.accept(ctx, port, s, at)
+		repeat := r.accept(ctx, port, s, at)
+		r.show(Event{Time: at, Raw: f.masked(), Fields: s.shown(), Repeat: repeat})
 	}
 	r.flush(ctx, port)
+}
+
+// show hands an event to live watchers, if any.
+func (r *Reader) show(ev Event) {
+	if r.tap.active() {
+		r.tap.publish(r.cfg.Name, ev)
+	}
 }
 
 // reject stores a refused frame; masked is its content with possible ID
@@ -479,8 +496,8 @@ func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, re
 
 // accept debounces a decoded scan, or stamps and encrypts it and adds it to
 // the pending scans that flush stores. An ack written here is written after
-// flushing, so that acks keep frame order.
-func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.Time) {
+// flushing, so that acks keep frame order. It reports a debounced repeat.
+func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.Time) (repeat bool) {
 	if r.dedupe > 0 {
 		if slices.ContainsFunc(r.pending, func(p *queue.Record) bool { return p.Xgh == s.Xgh }) {
 			r.flush(ctx, port) // a repeat within this read: store the first one
@@ -492,7 +509,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 				r.debounced.Add(1)
 				r.log.Debug("repeat scan debounced")
 				r.ack(port, r.ackOK)
-				return
+				return true
 			}
 		}
 	}
@@ -518,6 +535,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 	}
 	rec.IDCard = enc
 	r.pending = append(r.pending, rec)
+	return false
 }
 
 // flush stores the pending scans in one commit and acknowledges each:
