@@ -17,7 +17,9 @@ for want in \
   '^-rw-r--r-- root/root .* \./usr/lib/systemd/system/scanagent\.service$' \
   '^-rw-r----- root/root .* \./etc/scanagent/config\.toml$' \
   '^drwxr-x--- root/root .* \./etc/scanagent/$' \
-  '^-rw-r--r-- root/root .* \./usr/share/doc/scanagent/config\.example\.toml$'; do
+  '^-rw-r--r-- root/root .* \./usr/share/doc/scanagent/config\.example\.toml$' \
+  '^-rw-r--r-- root/root .* \./usr/share/doc/scanagent/docs/troubleshoot\.md$' \
+  '^-rw-r--r-- root/root .* \./usr/share/doc/scanagent/docs/reference/config\.md$'; do
   grep -Eq "$want" <<<"$listing" || fail "no entry matching $want"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = scanagent ] || fail "Package is not scanagent"

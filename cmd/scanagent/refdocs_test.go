@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"scanagent/internal/admin"
 	"scanagent/internal/config"
@@ -96,4 +99,68 @@ func metricsReference(*testing.T) string {
 		}
 	}
 	return b.String()
+}
+
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestDocLinks: every relative link in README.md, CHANGELOG.md and docs/
+// names a file that exists, and an anchor a heading of it.
+func TestDocLinks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files := []string{filepath.Join(root, "README.md"), filepath.Join(root, "CHANGELOG.md")}
+	for _, pat := range []string{"docs/*.md", "docs/reference/*.md"} {
+		m, _ := filepath.Glob(filepath.Join(root, pat))
+		files = append(files, m...)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(link, "#")
+			target := f
+			if path != "" {
+				target = filepath.Join(filepath.Dir(f), path)
+			}
+			tb, err := os.ReadFile(target)
+			if err != nil {
+				t.Errorf("%s: link %s: %v", f, link, err)
+				continue
+			}
+			if anchor != "" && !slices.Contains(anchors(string(tb)), anchor) {
+				t.Errorf("%s: link %s: no heading with that anchor in %s", f, link, target)
+			}
+		}
+	}
+}
+
+// anchors are the GitHub anchors of a Markdown file's headings.
+func anchors(md string) []string {
+	var out []string
+	inCode := false
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		h := strings.ToLower(strings.TrimSpace(strings.TrimLeft(line, "#")))
+		var b strings.Builder
+		for _, r := range h {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
