@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Traps: values that parse and look right to a technician but are not what
@@ -137,8 +138,9 @@ func dropControl(r rune) rune {
 	return r
 }
 
-// isControl reports C0, DEL and C1 control characters.
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) }
+// isControl reports C0, DEL and C1 control characters (unicode.IsControl,
+// as the scan record's field rules use).
+func isControl(r rune) bool { return unicode.IsControl(r) }
 
 // unescape writes s back as the text the user most likely typed: each
 // control character as its backslash escape.
