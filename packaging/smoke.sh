@@ -124,7 +124,7 @@ smoke_qemu() {
   command -v qemu-aarch64-static >/dev/null || fail "qemu-aarch64-static is not installed (apt-get install qemu-user-static)"
   # -short: the long forms (kill -9 loops) are for native runs. Tests that
   # re-execute the test binary as a child cannot run without binfmt_misc
-  # (not available in containers): they are skipped here by name.
+  # (not available in containers): they skip themselves under -short.
   local log failed
   log=$(mktemp)
   qtest() {

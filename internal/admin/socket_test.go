@@ -106,6 +106,9 @@ func TestSocketRefusesOtherUsers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a child as another user")
 	}
+	if testing.Short() {
+		t.Skip("starts a copy of the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

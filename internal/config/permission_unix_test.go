@@ -26,6 +26,9 @@ func TestLoadPermissionDeniedSaysWhatToDo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a process as another user")
 	}
+	if testing.Short() {
+		t.Skip("starts a copy of the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
+	}
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} { // nobody must reach the binary
 		if err := os.Chmod(d, 0o755); err != nil {

@@ -27,6 +27,9 @@ func TestWriteFailureIsReported(t *testing.T) {
 		fsizeChild(path)
 		return
 	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
+	}
 	path := filepath.Join(t.TempDir(), "queue.db")
 	q := mustOpen(t, path, Options{})
 	mustEnqueue(t, q, "before")

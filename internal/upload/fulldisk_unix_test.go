@@ -29,6 +29,9 @@ func TestFullDiskPausesUploads(t *testing.T) {
 		fullDiskChild(t, path)
 		return
 	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
+	}
 	path := filepath.Join(t.TempDir(), "queue.db")
 	q, err := queue.Open(path, queue.Options{})
 	if err != nil {
