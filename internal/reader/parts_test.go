@@ -330,7 +330,7 @@ func TestUSBPortResolvedAtConnect(t *testing.T) {
 		}
 	})
 	h.waitConnected(t)
-	if !strings.Contains(h.logs.String(), "no USB serial device usb:1a86:7523 present") {
+	if !strings.Contains(h.logs.String(), "no USB serial device present with: usb:1a86:7523") {
 		t.Errorf("missing device not logged:\n%s", h.logs)
 	}
 	if !strings.Contains(h.logs.String(), "port="+sc.path) {

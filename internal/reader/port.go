@@ -2,6 +2,7 @@ package reader
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -88,6 +89,10 @@ func (s usbSpec) String() string {
 // resolve finds the device path of the USB serial port matching s among
 // ports. VID and PID compare case-insensitively (the enumerator's casing
 // changed between versions); the serial number exactly.
+// errNoUSBDevice: no serial device with the USB identity of a "usb:" port
+// is plugged in.
+var errNoUSBDevice = errors.New("no USB serial device present with")
+
 func (s usbSpec) resolve(ports []*enumerator.PortDetails) (string, error) {
 	for _, p := range ports {
 		if p == nil || !p.IsUSB || p.Name == "" {
@@ -101,7 +106,7 @@ func (s usbSpec) resolve(ports []*enumerator.PortDetails) (string, error) {
 		}
 		return p.Name, nil
 	}
-	return "", fmt.Errorf("no USB serial device %s present", s)
+	return "", fmt.Errorf("%w: %s", errNoUSBDevice, s)
 }
 
 // parseHexBytes reads ack bytes written as hex: "07", "06 0d", "060d",

@@ -29,7 +29,7 @@ func DiagnosePort(path string, err error) PortFault {
 	var pe *serial.PortError
 	isPE := errors.As(err, &pe)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || (isPE && (pe.Code() == serial.PortNotFound || pe.Code() == serial.InvalidSerialPort)) || strings.Contains(err.Error(), "no USB serial port"):
+	case errors.Is(err, fs.ErrNotExist) || (isPE && (pe.Code() == serial.PortNotFound || pe.Code() == serial.InvalidSerialPort)) || errors.Is(err, errNoUSBDevice):
 		return PortFault{
 			Cause: "the port does not exist",
 			Fix:   "plug the scanner in and check its cable; `scanagent ports` lists the ports present and the port = value to use",

@@ -26,6 +26,11 @@ func TestDiagnosePort(t *testing.T) {
 		t.Errorf("missing port: %s", f)
 	}
 
+	f = DiagnosePort("usb:1a86:7523", fmt.Errorf("%w: usb:1a86:7523", errNoUSBDevice))
+	if f.Cause != "the port does not exist" {
+		t.Errorf("usb device missing: %s", f)
+	}
+
 	// A port another program holds: the holder is named where Linux tells.
 	ptmx, tty, err := pty.Open()
 	if err != nil {

@@ -320,8 +320,8 @@ func (r *Reader) Run(ctx context.Context) error {
 			continue
 		}
 
-		r.connected.Store(true)
 		r.log.Info("serial port connected", keyPort, path)
+		r.connected.Store(true) // after the log line: a watcher of Connected sees it logged
 		r.show(Event{Time: r.now(), Note: "port " + path + " connected; waiting for scans"})
 		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
