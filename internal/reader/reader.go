@@ -154,6 +154,9 @@ type Reader struct {
 
 	running   atomic.Bool
 	connected atomic.Bool
+	// downSince is when the port was last found closed (Unix nanoseconds,
+	// 0 while connected); lastScan when a scan was last stored.
+	downSince, lastScan atomic.Int64
 
 	read, rejected, debounced, stored, storeFailed atomic.Uint64
 
@@ -258,6 +261,24 @@ func (r *Reader) Name() string { return r.cfg.Name }
 // Connected reports whether the port is open.
 func (r *Reader) Connected() bool { return r.connected.Load() }
 
+// Down reports whether the port is closed and since when: since Run started
+// for a port never opened, else since it was lost.
+func (r *Reader) Down() (since time.Time, down bool) {
+	n := r.downSince.Load()
+	if n == 0 || r.connected.Load() {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
+
+// LastScan is when a scan was last stored (zero before the first).
+func (r *Reader) LastScan() time.Time {
+	if n := r.lastScan.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Stats returns the counters.
 func (r *Reader) Stats() Stats {
 	return Stats{
@@ -286,6 +307,8 @@ func (r *Reader) Run(ctx context.Context) error {
 		return fmt.Errorf("reader %q: already running", r.cfg.Name)
 	}
 	defer r.running.Store(false)
+	r.downSince.Store(r.now().UnixNano())
+	defer r.downSince.Store(0)
 
 	state, lastErr := linkStarting, ""
 	for ctx.Err() == nil {
@@ -316,9 +339,11 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 
 		r.connected.Store(true)
+		r.downSince.Store(0)
 		r.log.Info("serial port connected", keyPort, path)
 		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
+		r.downSince.Store(r.now().UnixNano())
 		r.connected.Store(false)
 		r.framer.Reset()
 		if ctx.Err() != nil {
@@ -547,6 +572,7 @@ func (r *Reader) flush(ctx context.Context, port serial.Port) {
 	for i, rec := range r.pending {
 		if i < n {
 			r.stored.Add(1)
+			r.lastScan.Store(rec.ScanTime.UnixNano())
 			r.remember(rec.Xgh, rec.ScanTime)
 			r.log.Debug("scan stored", keyID, rec.ID)
 			acks = append(acks, r.ackOK...)
