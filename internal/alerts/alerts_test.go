@@ -150,7 +150,10 @@ func TestConditionsStartRemindClear(t *testing.T) {
 		}, "拒收", "ZAFU-0002", 0},
 		{"credentials", func(x *fact) Source { return CredentialsSource(x.get) }, "凭据", "ZAFU-0001", 0},
 		{"hold", func(x *fact) Source {
-			return HoldSource(func() (time.Time, bool, string) { s, on := x.get(); return s, on, "errorFields appId → [platform] app_id" })
+			return HoldSource(func() (time.Time, bool, string) {
+				s, on := x.get()
+				return s, on, "errorFields appId → [platform] app_id"
+			})
 		}, "暂停", "ZAFU-0001", 0},
 		{"clock skew", func(x *fact) Source {
 			return ClockSkewSource(func() (time.Duration, bool) {
