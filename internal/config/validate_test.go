@@ -56,10 +56,16 @@ func TestValidate(t *testing.T) {
 		{"alerts message_type", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "3" }, "[alerts] message_type", `use "1", "4", "5" or "6"`},
 		{"alerts sms without number", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "1" }, "[alerts] message_to", "needs the mobile number"},
 		{"alerts sms bad number", func(c *Config) { c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "1", "it@x.cn" }, "[alerts] message_to", "not a mobile number"},
-		{"alerts sms", func(c *Config) { c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "1", "13800000000" }, "", ""},
+		{"alerts sms", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "1", "13800000000"
+		}, "", ""},
 		{"alerts mail without address", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "4" }, "[alerts] message_to", "needs the address"},
-		{"alerts mail bad address", func(c *Config) { c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "13800000000" }, "[alerts] message_to", "not an e-mail address"},
-		{"alerts mail", func(c *Config) { c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "it@zafu.edu.cn" }, "", ""},
+		{"alerts mail bad address", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "13800000000"
+		}, "[alerts] message_to", "not an e-mail address"},
+		{"alerts mail", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "it@zafu.edu.cn"
+		}, "", ""},
 		{"alerts app important", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "6" }, "", ""},
 		{"alerts reader_down", func(c *Config) { c.Alerts.ReaderDown.Duration = 0 }, "[alerts] reader_down", "more than 0"},
 		{"alerts resend", func(c *Config) { c.Alerts.Resend.Duration = -time.Second }, "[alerts] resend", "more than 0"},
