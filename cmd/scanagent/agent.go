@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"scanagent/internal/admin"
+	"scanagent/internal/alerts"
 	"scanagent/internal/config"
 	"scanagent/internal/crypto"
 	"scanagent/internal/logfile"
@@ -33,6 +34,7 @@ type agent struct {
 	tokens  *upload.TokenSource
 	up      *upload.Uploader
 	readers []*reader.Reader
+	alerts  *alerts.Engine
 	admin   *admin.Server // admin_listen (TCP): /healthz, /metrics; nil when off or not bound
 	socket  *admin.Server // data_dir/admin.sock: the queue API; nil where AF_UNIX is missing
 	now     func() time.Time
@@ -137,6 +139,8 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 		}
 		a.readers = append(a.readers, r)
 	}
+	a.alerts = newAlerts(cfg, q, a.tokens, client, red, loc, log, now)
+	a.wireAlerts()
 	a.listenAdmin()
 	ok = true
 	return a, nil
@@ -202,6 +206,11 @@ func (a *agent) run(ctx context.Context) error {
 	go func() {
 		defer others.Done()
 		a.watchQueue(ctx)
+	}()
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		a.alerts.Run(ctx)
 	}()
 	var adminErr, socketErr error
 	if a.admin != nil {

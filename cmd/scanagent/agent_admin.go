@@ -28,7 +28,7 @@ func (a *agent) listenAdmin() {
 		a.log.Warn("could not remove the old admin token file; delete it", "file", filepath.Join(dir, oldTokenFile), "err", err.Error())
 	}
 	sock := filepath.Join(dir, admin.SocketFile)
-	s, err := admin.NewSocket(sock, admin.Options{Health: a.health, Queue: a.q, Salvage: a.salvage})
+	s, err := admin.NewSocket(sock, admin.Options{Health: a.health, Queue: a.q, Salvage: a.salvage, AlertTest: a.testAlert})
 	if err != nil {
 		a.log.Warn("admin socket unavailable: queue commands cannot reach the running agent (stop it to use them); scans are stored and uploaded as usual",
 			"socket", sock, "err", err.Error())

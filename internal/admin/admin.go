@@ -9,7 +9,8 @@
 //   - data_dir/admin.sock (AF_UNIX, NewSocket): the queue API (api.go) and
 //     /healthz. There is no token: whoever can open the socket file is
 //     whoever may read data_dir (socket.go). The `scanagent queue`
-//     subcommands are its clients while the agent runs.
+//     subcommands are its clients while the agent runs, and `alerts test`
+//     (POST /api/alerts/test, alerts.go).
 //
 // It gets everything through the Options it is given (small interfaces and
 // functions declared here) and imports nothing of cmd. It never shows an
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"time"
 
+	"scanagent/internal/alerts"
 	"scanagent/internal/queue"
 )
 
@@ -59,6 +61,9 @@ type Options struct {
 	// Salvage copies the readable records of a damaged queue file into
 	// the live queue (POST /api/queue/salvage); nil turns the route off.
 	Salvage func(ctx context.Context, file string) (queue.Salvaged, error)
+	// AlertTest sends one test alert (POST /api/alerts/test, socket
+	// only); nil turns the route off.
+	AlertTest func(ctx context.Context) ([]alerts.TestResult, error)
 }
 
 // Server is one admin HTTP listener: TCP (New) or the socket (NewSocket).
@@ -110,6 +115,9 @@ func NewSocket(path string, opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	if opts.Queue != nil {
 		s.routeQueueAPI()
+	}
+	if opts.AlertTest != nil {
+		s.mux.HandleFunc("POST /api/alerts/test", s.apiAlertTest)
 	}
 	s.handler = s.mux
 	s.serve()
