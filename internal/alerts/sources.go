@@ -34,7 +34,7 @@ func BacklogSource(oldest func() (*time.Time, error), age time.Duration) Source 
 			Fix: "检查本机网络与平台地址（[platform] base_url），scanagent doctor 逐项检查；平台恢复后会自动补传。"}
 		if t != nil && now.Sub(*t) >= age {
 			c.Active, c.Since = true, *t
-			c.Detail = "最早一条待上传扫描记录产生于 " + t.Format(stamp)
+			c.Detail = "最早一条扫描等待上传已超过 " + human(age)
 		}
 		return []Condition{c}
 	}
