@@ -38,6 +38,9 @@ type agent struct {
 	admin   *admin.Server // admin_listen (TCP): /healthz, /metrics; nil when off or not bound
 	socket  *admin.Server // data_dir/admin.sock: the queue API; nil where AF_UNIX is missing
 	now     func() time.Time
+	started time.Time
+	// delivered notes when the platform last accepted a record.
+	delivered *deliveryClock
 }
 
 // newLogger builds the agent's logger: text lines to w at the configured
@@ -105,7 +108,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 			"scans in the old file were NOT uploaded: recover what is readable with `scanagent queue salvage "+moved+"`",
 			"moved_to", moved)
 	}
-	a := &agent{cfg: cfg, log: log, q: q, now: now}
+	a := &agent{cfg: cfg, log: log, q: q, now: now, started: time.Now(), delivered: &deliveryClock{Queue: q}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -121,7 +124,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	a.tokens = upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{
 		RefreshBefore: cfg.Platform.TokenRefreshBefore.Duration, Logger: log.With("component", "token"), Redactor: red, Now: now,
 	})
-	a.up, err = upload.New(q, a.tokens, client, upload.Options{
+	a.up, err = upload.New(a.delivered, a.tokens, client, upload.Options{
 		ScanURL: base + cfg.Platform.ScanPath, AppID: cfg.Platform.AppID, Params: cfg.Platform.Params,
 		Concurrency: cfg.Upload.Concurrency, RetryInitial: cfg.Upload.RetryInitial.Duration, RetryMax: cfg.Upload.RetryMax.Duration,
 		MaxErrorAttempts: cfg.Upload.MaxErrorAttempts, DateFormat: cfg.Upload.DateFormat, Location: loc,
