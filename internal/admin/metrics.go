@@ -144,7 +144,7 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 	family(w, "scanagent_alert_messages_total", "counter", "Operator alert messages by outcome: sent, refused by the platform (dropped), failed (kept and sent again).", alerts)
 	family(w, "scanagent_build_info", "gauge", "Always 1; the labels name the build.",
 		[]sample{{[][2]string{{"version", m.Build.Version}, {"commit", m.Build.Commit}, {"goversion", m.Build.GoVersion}}, 1}})
-	family(w, "process_start_time_seconds", "gauge", "Unix time the agent process started.", one(unixOr0(m.StartTime)))
+	family(w, "scanagent_process_start_time_seconds", "gauge", "Unix time the agent process started.", one(unixOr0(m.StartTime)))
 }
 
 func unixOr0(t time.Time) float64 {
