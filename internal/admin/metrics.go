@@ -194,5 +194,8 @@ func formatValue(v float64) string {
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
 		return strconv.FormatInt(int64(v), 10)
 	}
+	if a := math.Abs(v); a >= 1e-3 && a < 1e15 {
+		return strconv.FormatFloat(v, 'f', -1, 64) // a Unix time stays readable
+	}
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }
