@@ -17,6 +17,7 @@ import (
 	"scanagent/internal/config"
 	"scanagent/internal/crypto"
 	"scanagent/internal/logfile"
+	"scanagent/internal/logs"
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
 	"scanagent/internal/redact"
@@ -58,16 +59,27 @@ func levelOf(level string) slog.Level {
 	return lv
 }
 
-// openLog returns where the agent logs: log_file when set, else fallback.
-func openLog(cfg *config.Config, fallback io.Writer) (io.Writer, func(), error) {
+// agentLogger is the running agent's logger: log_format, journald
+// priorities when its lines go to the journal's stream, and a copy of
+// warnings and errors in events (the Windows Event Log of a service).
+func agentLogger(cfg *config.Config, w io.Writer, events logs.EventSink) *slog.Logger {
+	f, _ := w.(*os.File)
+	return logs.New(w, logs.Options{Level: levelOf(cfg.Agent.LogLevel), Format: cfg.Agent.LogFormat,
+		Journal: logs.UnderJournal(f), Events: events})
+}
+
+// openLog returns where the agent logs: log_file when set (rotated at
+// log_max_size MiB, log_max_files kept), else fallback; and reopen, which
+// starts a new file after logrotate moved it (nil for fallback).
+func openLog(cfg *config.Config, fallback io.Writer) (w io.Writer, closeLog func(), reopen func() error, err error) {
 	if cfg.Agent.LogFile == "" {
-		return fallback, func() {}, nil
+		return fallback, func() {}, nil, nil
 	}
-	lf, err := logfile.Open(cfg.Agent.LogFile, 0, 0)
+	lf, err := logfile.Open(cfg.Agent.LogFile, int64(cfg.Agent.LogMaxSize)<<20, cfg.Agent.LogMaxFiles)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return lf, func() { lf.Close() }, nil
+	return lf, func() { lf.Close() }, lf.Reopen, nil
 }
 
 // newAgent opens the queue and builds every component. now is the clock

@@ -157,6 +157,9 @@ type Reader struct {
 	// downSince is when the port was last found closed (Unix nanoseconds,
 	// 0 while connected); lastScan when a scan was last stored.
 	downSince, lastScan atomic.Int64
+	// rereadRoster asks the reading goroutine to re-read the roster
+	// before the next frame (ReloadRoster).
+	rereadRoster atomic.Bool
 
 	read, rejected, debounced, stored, storeFailed atomic.Uint64
 
@@ -270,6 +273,11 @@ func (r *Reader) Down() (since time.Time, down bool) {
 	}
 	return time.Unix(0, n), true
 }
+
+// ReloadRoster makes a card reader re-read its roster file before it
+// decodes the next frame, changed or not (SIGHUP); other decoders ignore
+// it. A roster is also re-read by itself when its file changes.
+func (r *Reader) ReloadRoster() { r.rereadRoster.Store(true) }
 
 // LastScan is when a scan was last stored (zero before the first).
 func (r *Reader) LastScan() time.Time {
