@@ -410,3 +410,29 @@ func TestClassify(t *testing.T) {
 		t.Errorf("reason %q lacks the fields", r.Reason)
 	}
 }
+
+// When the alerts cannot be stored (the disk is full: the very thing to
+// tell), the message is still sent, from memory.
+func TestSentWhenNotStorable(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.tokens.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	x := &fact{}
+	e := f.engine(Options{}, DiskSource(func() (uint64, uint64, error) { return 1 << 20, 100 << 30, nil },
+		func() string { return "no space left on device" }))
+	x.set(true, t0)
+	if m := f.step(e, 0); len(m) != 1 { // stored and sent
+		t.Fatalf("got %+v", m)
+	}
+	f.q.Close() // every write fails from now on
+	e2 := f.engine(Options{}, CredentialsSource(x.get))
+	e2.states = map[string]state{} // loaded before the file became unwritable
+	if err := e2.Check(context.Background(), f.at(time.Minute)); err == nil {
+		t.Fatal("Check did not report the store failure")
+	}
+	e2.Flush(context.Background()) // the outbox cannot be read either
+	if m := f.srv.Messages(); len(m) != 2 || !strings.Contains(m[1].Content, "凭据") {
+		t.Fatalf("messages: %+v", m)
+	}
+}

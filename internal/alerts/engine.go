@@ -83,6 +83,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	states map[string]state // nil until loaded
+	// volatile are messages that could not be stored (the disk is full:
+	// the very thing to tell): sent from memory, first, best effort.
+	volatile []Message
 
 	sent, refused, failed int64 // guarded by mu
 }
@@ -217,8 +220,20 @@ func (e *Engine) Check(ctx context.Context, now time.Time) error {
 		}
 		next[c.Key] = st
 	}
+	var storeErr error
 	if err := e.store.UpdateAlerts(ctx, u); err != nil {
-		return fmt.Errorf("alerts: storing the conditions: %w", err)
+		if ctx.Err() != nil {
+			return err
+		}
+		// Not stored: the disk may be full, which is worth telling. Go on
+		// from memory; the messages are sent unless the agent stops first.
+		storeErr = fmt.Errorf("alerts: could not store the conditions; sending from memory: %w", err)
+		for _, b := range u.Send {
+			var m Message
+			if json.Unmarshal(b, &m) == nil {
+				e.volatile = append(e.volatile, m)
+			}
+		}
 	}
 	for k, st := range next {
 		e.states[k] = st
@@ -229,7 +244,7 @@ func (e *Engine) Check(ctx context.Context, now time.Time) error {
 	if len(u.Send) > 0 {
 		e.wake()
 	}
-	return nil
+	return storeErr
 }
 
 // queue adds one message per person to u.
@@ -305,6 +320,29 @@ var errNotSent = errors.New("alert not sent")
 // cannot be sent now (that error is returned; the message stays).
 func (e *Engine) Flush(ctx context.Context) error {
 	for {
+		e.mu.Lock()
+		var m Message
+		have := len(e.volatile) > 0
+		if have {
+			m = e.volatile[0]
+		}
+		e.mu.Unlock()
+		if !have {
+			break
+		}
+		res, err := e.send(ctx, m)
+		e.mu.Lock()
+		if err != nil {
+			e.failed++
+			e.mu.Unlock()
+			return err
+		}
+		e.volatile = e.volatile[1:]
+		e.count(res)
+		e.mu.Unlock()
+		e.logSent(m, res)
+	}
+	for {
 		msgs, err := e.store.AlertOutbox(32)
 		if err != nil {
 			return err
@@ -329,23 +367,31 @@ func (e *Engine) Flush(ctx context.Context) error {
 				return err
 			}
 			e.mu.Lock()
-			if res.Outcome == Sent {
-				e.sent++
-			} else {
-				e.refused++
-			}
+			e.count(res)
 			e.mu.Unlock()
-			if res.Outcome == Refused {
-				e.log.Error("alerts: the platform refused an alert message; it is dropped: check [alerts] to, message_type and message_to",
-					"to", msg.To, "reason", res.Reason, "condition", msg.Key)
-			} else {
-				e.log.Info("alert sent", "kind", msg.Kind, "condition", msg.Key, "to", msg.To)
-			}
+			e.logSent(msg, res)
 			if err := e.store.AlertSent(ctx, m.Seq); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+func (e *Engine) count(res Result) {
+	if res.Outcome == Sent {
+		e.sent++
+	} else {
+		e.refused++
+	}
+}
+
+func (e *Engine) logSent(msg Message, res Result) {
+	if res.Outcome == Refused {
+		e.log.Error("alerts: the platform refused an alert message; it is dropped: check [alerts] to, message_type and message_to",
+			"to", msg.To, "reason", res.Reason, "condition", msg.Key)
+		return
+	}
+	e.log.Info("alert sent", "kind", msg.Kind, "condition", msg.Key, "to", msg.To)
 }
 
 // Test sends one test message to every person at once, not through the
