@@ -214,8 +214,10 @@ func (e *Engine) Check(ctx context.Context, now time.Time) error {
 		default:
 			continue
 		}
-		b, _ := json.Marshal(st)
-		if old, _ := json.Marshal(e.states[c.Key]); !was || string(old) != string(b) {
+		// Stored when it starts and at each reminder; a new detail alone
+		// (a count that moved) is kept in memory, not written every check.
+		if !was || st.Told != e.states[c.Key].Told {
+			b, _ := json.Marshal(st)
 			u.Put[c.Key] = b
 		}
 		next[c.Key] = st
