@@ -436,3 +436,23 @@ func TestSentWhenNotStorable(t *testing.T) {
 		t.Fatalf("messages: %+v", m)
 	}
 }
+
+// A reader removed from the configuration leaves no condition behind.
+func TestRemovedReaderForgotten(t *testing.T) {
+	f := newFixture(t)
+	x := &fact{}
+	x.set(true, t0)
+	e := f.engine(Options{}, ReaderSource("gate-in", x.get, time.Minute))
+	if m := f.step(e, time.Hour); len(m) != 1 {
+		t.Fatalf("got %+v", m)
+	}
+	opts := Options{}
+	e2 := f.engine(opts)
+	e2.opts.Terminals = terms[1:] // gate-in is gone
+	if err := e2.Check(context.Background(), f.at(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.q.AlertStates(); len(st) != 0 || len(e2.Active()) != 0 {
+		t.Fatalf("states %v, active %v", st, e2.Active())
+	}
+}

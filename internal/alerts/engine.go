@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -156,11 +157,17 @@ func (e *Engine) load() error {
 		return err
 	}
 	e.states = make(map[string]state, len(raw))
+	var gone []string
 	for k, v := range raw {
 		var st state
-		if json.Unmarshal(v, &st) == nil {
-			e.states[k] = st
+		if json.Unmarshal(v, &st) != nil || st.Reader != "" && !slices.ContainsFunc(e.opts.Terminals, func(t Terminal) bool { return t.Reader == st.Reader }) {
+			gone = append(gone, k) // unreadable, or a reader no longer configured
+			continue
 		}
+		e.states[k] = st
+	}
+	if len(gone) > 0 {
+		return e.store.UpdateAlerts(context.Background(), queue.AlertUpdate{Delete: gone})
 	}
 	return nil
 }
