@@ -12,3 +12,5 @@ require (
 )
 
 require golang.org/x/text v0.41.0
+
+require go.yaml.in/yaml/v3 v3.0.6

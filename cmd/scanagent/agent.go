@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"scanagent/internal/admin"
+	"scanagent/internal/alerts"
 	"scanagent/internal/config"
 	"scanagent/internal/crypto"
 	"scanagent/internal/logfile"
+	"scanagent/internal/logs"
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
 	"scanagent/internal/redact"
@@ -33,10 +35,14 @@ type agent struct {
 	tokens  *upload.TokenSource
 	up      *upload.Uploader
 	readers []*reader.Reader
+	alerts  *alerts.Engine
 	admin   *admin.Server // admin_listen (TCP): /healthz, /metrics; nil when off or not bound
 	socket  *admin.Server // data_dir/admin.sock: the queue API and the tap; nil where AF_UNIX is missing
 	tap     *reader.Tap   // the readers' events for monitor --live
 	now     func() time.Time
+	started time.Time
+	// delivered notes when the platform last accepted a record.
+	delivered *deliveryClock
 }
 
 // newLogger builds the agent's logger: text lines to w at the configured
@@ -54,16 +60,27 @@ func levelOf(level string) slog.Level {
 	return lv
 }
 
-// openLog returns where the agent logs: log_file when set, else fallback.
-func openLog(cfg *config.Config, fallback io.Writer) (io.Writer, func(), error) {
+// agentLogger is the running agent's logger: log_format, journald
+// priorities when its lines go to the journal's stream, and a copy of
+// warnings and errors in events (the Windows Event Log of a service).
+func agentLogger(cfg *config.Config, w io.Writer, events logs.EventSink) *slog.Logger {
+	f, _ := w.(*os.File)
+	return logs.New(w, logs.Options{Level: levelOf(cfg.Agent.LogLevel), Format: cfg.Agent.LogFormat,
+		Journal: logs.UnderJournal(f), Events: events})
+}
+
+// openLog returns where the agent logs: log_file when set (rotated at
+// log_max_size MiB, log_max_files kept), else fallback; and reopen, which
+// starts a new file after logrotate moved it (nil for fallback).
+func openLog(cfg *config.Config, fallback io.Writer) (w io.Writer, closeLog func(), reopen func() error, err error) {
 	if cfg.Agent.LogFile == "" {
-		return fallback, func() {}, nil
+		return fallback, func() {}, nil, nil
 	}
-	lf, err := logfile.Open(cfg.Agent.LogFile, 0, 0)
+	lf, err := logfile.Open(cfg.Agent.LogFile, int64(cfg.Agent.LogMaxSize)<<20, cfg.Agent.LogMaxFiles)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return lf, func() { lf.Close() }, nil
+	return lf, func() { lf.Close() }, lf.Reopen, nil
 }
 
 // newAgent opens the queue and builds every component. now is the clock
@@ -104,7 +121,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 			"scans in the old file were NOT uploaded: recover what is readable with `scanagent queue salvage "+moved+"`",
 			"moved_to", moved)
 	}
-	a := &agent{cfg: cfg, log: log, q: q, now: now}
+	a := &agent{cfg: cfg, log: log, q: q, now: now, started: time.Now(), delivered: &deliveryClock{Queue: q}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -120,7 +137,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	a.tokens = upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{
 		RefreshBefore: cfg.Platform.TokenRefreshBefore.Duration, Logger: log.With("component", "token"), Redactor: red, Now: now,
 	})
-	a.up, err = upload.New(q, a.tokens, client, upload.Options{
+	a.up, err = upload.New(a.delivered, a.tokens, client, upload.Options{
 		ScanURL: base + cfg.Platform.ScanPath, AppID: cfg.Platform.AppID, Params: cfg.Platform.Params,
 		Concurrency: cfg.Upload.Concurrency, RetryInitial: cfg.Upload.RetryInitial.Duration, RetryMax: cfg.Upload.RetryMax.Duration,
 		MaxErrorAttempts: cfg.Upload.MaxErrorAttempts, DateFormat: cfg.Upload.DateFormat, Location: loc,
@@ -139,6 +156,8 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 		}
 		a.readers = append(a.readers, r)
 	}
+	a.alerts = newAlerts(cfg, q, a.tokens, client, red, loc, log, now)
+	a.wireAlerts()
 	a.listenAdmin()
 	ok = true
 	return a, nil
@@ -204,6 +223,11 @@ func (a *agent) run(ctx context.Context) error {
 	go func() {
 		defer others.Done()
 		a.watchQueue(ctx)
+	}()
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		a.alerts.Run(ctx)
 	}()
 	var adminErr, socketErr error
 	if a.admin != nil {

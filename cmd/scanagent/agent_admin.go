@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
 
 	"scanagent/internal/admin"
 	"scanagent/internal/queue"
@@ -28,7 +31,7 @@ func (a *agent) listenAdmin() {
 		a.log.Warn("could not remove the old admin token file; delete it", "file", filepath.Join(dir, oldTokenFile), "err", err.Error())
 	}
 	sock := filepath.Join(dir, admin.SocketFile)
-	s, err := admin.NewSocket(sock, admin.Options{Health: a.health, Queue: a.q, Salvage: a.salvage, Tap: a.tap})
+	s, err := admin.NewSocket(sock, admin.Options{Health: a.health, Queue: a.q, Salvage: a.salvage, Tap: a.tap, AlertTest: a.testAlert})
 	if err != nil {
 		a.log.Warn("admin socket unavailable: queue commands cannot reach the running agent (stop it to use them); scans are stored and uploaded as usual",
 			"socket", sock, "err", err.Error())
@@ -51,15 +54,23 @@ func (a *agent) listenAdmin() {
 // queue's counts.
 func (a *agent) metrics() admin.Metrics {
 	var m admin.Metrics
-	for _, r := range a.readers {
+	for i, r := range a.readers {
 		s := r.Stats()
 		m.Readers = append(m.Readers, admin.ReaderMetrics{Name: r.Name(), Read: s.Read, Rejected: s.Rejected,
-			Debounced: s.Debounced, Stored: s.Stored, Failed: s.StoreFailed, Connected: r.Connected()})
+			Debounced: s.Debounced, Stored: s.Stored, Failed: s.StoreFailed, Connected: r.Connected(), LastScan: r.LastScan(),
+			TermName: a.cfg.Readers[i].TermName, TermSn: a.cfg.Readers[i].TermSn})
 	}
 	u := a.up.Stats()
 	m.Uploads = map[string]int64{"delivered": u.Delivered, "dead": u.Dead, "platform_error": u.Counted,
 		"transient": u.Transient, "bad_token": u.BadToken}
 	m.TokenFetches = a.tokens.Fetches()
+	m.TokenFailures = a.tokens.Failures()
+	cm, _ := buildStamp()
+	m.Build = admin.BuildInfo{Version: version, Commit: cm, GoVersion: runtime.Version()}
+	m.StartTime, m.LastDelivery = a.started, a.delivered.last()
+	m.AlertsActive = len(a.alerts.Active())
+	sent, refused, failed := a.alerts.Counts()
+	m.Alerts = map[string]int64{"sent": sent, "refused": refused, "failed": failed}
 	if s, err := a.q.Stats(); err == nil {
 		m.Pending, m.Dead, m.Rejected = s.Pending, s.Dead, s.Rejected
 		if s.OldestPending != nil {
@@ -69,6 +80,28 @@ func (a *agent) metrics() admin.Metrics {
 	h := a.q.Health()
 	m.QueueFull, m.QueueWriteFailed = h.Full, h.WriteFailed
 	return m
+}
+
+// deliveryClock is the queue as the uploader sees it, noting when a
+// delivery was last recorded (for /metrics).
+type deliveryClock struct {
+	*queue.Queue
+	at atomic.Int64 // Unix nanoseconds; 0 = none yet
+}
+
+func (d *deliveryClock) Deliver(ctx context.Context, ids ...uint64) error {
+	err := d.Queue.Deliver(ctx, ids...)
+	if err == nil && len(ids) > 0 {
+		d.at.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+func (d *deliveryClock) last() time.Time {
+	if n := d.at.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // salvage is POST /api/queue/salvage: the running agent copies the readable

@@ -57,8 +57,9 @@ func (c *devserverCmd) Run(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "devserver listening on http://%s (app id %s, client id %s)\n"+
 		"  set [platform] base_url = \"http://%s\"\n"+
-		"  switch faults: curl -X POST 'http://%s%s?m=down'   (ok, down, 503, html, redirect, slow, expire-token)\n",
-		ln.Addr(), *appID, *clientID, ln.Addr(), ln.Addr(), devserver.ModeCtlPath)
+		"  switch faults: curl -X POST 'http://%s%s?m=down'   (ok, down, 503, html, redirect, slow, expire-token)\n"+
+		"  alerts it took (msgsend): curl 'http://%s%s'\n",
+		ln.Addr(), *appID, *clientID, ln.Addr(), ln.Addr(), devserver.ModeCtlPath, ln.Addr(), devserver.MessagesCtlPath)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"scanagent/internal/logs"
 	"scanagent/internal/service"
 )
 
@@ -54,12 +55,16 @@ func runAgent(ctx context.Context, e *env, serviceLog string) error {
 	if cfg.Agent.LogFile == "" {
 		cfg.Agent.LogFile = serviceLog
 	}
-	w, closeLog, err := openLog(cfg, e.stderr)
+	w, closeLog, reopen, err := openLog(cfg, e.stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	log := newLogger(w, cfg.Agent.LogLevel)
+	var events logs.EventSink
+	if ev := service.EventLog(ctx); ev != nil {
+		events = ev
+	}
+	log := agentLogger(cfg, w, events)
 	for _, warning := range cfg.Warnings() {
 		log.Warn(warning)
 	}
@@ -68,7 +73,23 @@ func runAgent(ctx context.Context, e *env, serviceLog string) error {
 		log.Error("cannot start", "err", err.Error())
 		return err
 	}
+	stop := onHangup(func() { a.hangup(reopen) })
+	defer stop()
 	return a.run(ctx)
+}
+
+// hangup is SIGHUP: the log file is re-opened (after logrotate moved it)
+// and card rosters are re-read, without stopping the agent.
+func (a *agent) hangup(reopen func() error) {
+	if reopen != nil {
+		if err := reopen(); err != nil {
+			a.log.Error("SIGHUP: could not re-open the log file; still writing to the old one", "err", err.Error())
+		}
+	}
+	for _, r := range a.readers {
+		r.ReloadRoster()
+	}
+	a.log.Info("SIGHUP: log file re-opened, rosters re-read before the next scan")
 }
 
 // configPoll is how often a waiting agent looks at its configuration file.

@@ -25,7 +25,16 @@ func (c *versionCmd) Run(_ context.Context, e *env, args []string) error {
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	cm, d := commit, date
+	cm, d := buildStamp()
+	fmt.Fprintf(e.stdout, "scanagent %s\ncommit:  %s\nbuilt:   %s\ngo:      %s\nos/arch: %s/%s\n",
+		version, cm, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// buildStamp is the commit and build date: stamped with -ldflags, else
+// from the Go toolchain's VCS information, else "unknown".
+func buildStamp() (cm, d string) {
+	cm, d = commit, date
 	if bi, ok := debug.ReadBuildInfo(); ok && cm == "" {
 		for _, s := range bi.Settings {
 			switch s.Key {
@@ -42,9 +51,7 @@ func (c *versionCmd) Run(_ context.Context, e *env, args []string) error {
 	if d == "" {
 		d = "unknown"
 	}
-	fmt.Fprintf(e.stdout, "scanagent %s\ncommit:  %s\nbuilt:   %s\ngo:      %s\nos/arch: %s/%s\n",
-		version, cm, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	return cm, d
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

@@ -62,6 +62,7 @@ func commands() map[string]command {
 		"service":   &serviceCmd{},
 		"ports":     &portsCmd{},
 		"monitor":   &monitorCmd{},
+		"alerts":    &alertsCmd{},
 	}
 }
 

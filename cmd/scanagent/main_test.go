@@ -43,6 +43,11 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "platform unreachable") || !strings.Contains(out.String(), "reachable again") {
 		t.Errorf("the outage is not visible in the demo output:\n%s", out.String())
 	}
+	// The backlog alert raised during the outage, and its clearing, are
+	// sent once the platform is back.
+	if tl.Alerts != 2 || !strings.Contains(out.String(), "积压") || !strings.Contains(out.String(), "【扫码终端恢复】") {
+		t.Errorf("alerts = %d, want the backlog's start and clearing shown:\n%s", tl.Alerts, out.String())
+	}
 	for _, p := range []person{demoPerson(0), demoPerson(7)} {
 		if strings.Contains(out.String(), p.id) {
 			t.Errorf("plaintext ID number %s in the demo output", p.id)

@@ -9,7 +9,8 @@
 //   - data_dir/admin.sock (AF_UNIX, NewSocket): the queue API (api.go) and
 //     /healthz. There is no token: whoever can open the socket file is
 //     whoever may read data_dir (socket.go). The `scanagent queue`
-//     subcommands are its clients while the agent runs.
+//     subcommands are its clients while the agent runs, and `alerts test`
+//     (POST /api/alerts/test, alerts.go).
 //
 // It gets everything through the Options it is given (small interfaces and
 // functions declared here) and imports nothing of cmd. It never shows an
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"time"
 
+	"scanagent/internal/alerts"
 	"scanagent/internal/queue"
 	"scanagent/internal/reader"
 )
@@ -63,6 +65,9 @@ type Options struct {
 	// Tap streams the readers' frames and verdicts to `monitor --live`
 	// (GET /api/tap on the socket); nil turns the route off.
 	Tap *reader.Tap
+	// AlertTest sends one test alert (POST /api/alerts/test, socket
+	// only); nil turns the route off.
+	AlertTest func(ctx context.Context) ([]alerts.TestResult, error)
 }
 
 // Server is one admin HTTP listener: TCP (New) or the socket (NewSocket).
@@ -121,6 +126,9 @@ func NewSocket(path string, opts Options) (*Server, error) {
 	}
 	if opts.Tap != nil {
 		s.mux.HandleFunc("GET /api/tap", s.apiTap)
+	}
+	if opts.AlertTest != nil {
+		s.mux.HandleFunc("POST /api/alerts/test", s.apiAlertTest)
 	}
 	s.handler = s.mux
 	s.serve()

@@ -94,7 +94,14 @@ func TestMetricsFormat(t *testing.T) {
 		OldestPendingAge: 12.5,
 		TokenFetches:     2,
 		QueueFull:        true,
+		TokenFailures:    4,
+		Build:            BuildInfo{Version: "1.2.3", Commit: "abc", GoVersion: "go1.26"},
+		StartTime:        time.Unix(1767323045, 5e8),
+		AlertsActive:     1,
+		Alerts:           map[string]int64{"sent": 2},
 	}
+	m.Readers[0].LastScan = time.Unix(1767323045, 0)
+	m.Readers[0].TermName, m.Readers[0].TermSn = "北门闸机", "GATE-0001"
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
 	WriteMetrics(w, m)
@@ -110,6 +117,14 @@ func TestMetricsFormat(t *testing.T) {
 		"scanagent_queue_full 1\n",
 		"scanagent_queue_write_failed 0\n",
 		"# TYPE scanagent_token_fetches_total counter\nscanagent_token_fetches_total 2\n",
+		"scanagent_token_failures_total 4\n",
+		"scanagent_last_scan_timestamp_seconds{reader=\"gate-1\"} 1767323045\n",
+		"scanagent_last_delivery_timestamp_seconds 0\n",
+		"scanagent_process_start_time_seconds 1767323045.5\n",
+		`scanagent_build_info{version="1.2.3",commit="abc",goversion="go1.26"} 1` + "\n",
+		`scanagent_reader_info{reader="gate-1",term_name="北门闸机",term_sn="GATE-0001"} 1` + "\n",
+		"scanagent_alerts_active 1\n",
+		`scanagent_alert_messages_total{outcome="sent"} 2` + "\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Metrics is one snapshot of the agent's counters and gauges for /metrics.
@@ -30,8 +31,24 @@ type Metrics struct {
 	// seconds; 0 when none is pending.
 	OldestPendingAge float64
 	TokenFetches     int64
+	// TokenFailures counts token requests that got no token.
+	TokenFailures    int64
 	QueueFull        bool
 	QueueWriteFailed bool
+	// Build names the binary: version, commit, Go version.
+	Build BuildInfo
+	// StartTime is when the process started; LastDelivery when the
+	// platform last accepted a record (zero: not since the start).
+	StartTime, LastDelivery time.Time
+	// AlertsActive is how many alert conditions hold now; Alerts counts
+	// alert messages by outcome: sent, refused, failed.
+	AlertsActive int
+	Alerts       map[string]int64
+}
+
+// BuildInfo labels scanagent_build_info.
+type BuildInfo struct {
+	Version, Commit, GoVersion string
 }
 
 // ReaderMetrics are one reader's counters.
@@ -39,6 +56,11 @@ type ReaderMetrics struct {
 	Name                                      string
 	Read, Rejected, Debounced, Stored, Failed uint64
 	Connected                                 bool
+	// LastScan is when a scan was last stored (zero: not since the start).
+	LastScan time.Time
+	// TermName and TermSn name the reader's terminal on the platform
+	// (scanagent_reader_info).
+	TermName, TermSn string
 }
 
 // ContentType is the exposition format's media type.
@@ -96,6 +118,11 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 		perReader(func(r ReaderMetrics) float64 { return float64(r.Failed) }))
 	family(w, "scanagent_reader_connected", "gauge", "1 while the reader's serial port is open, else 0.",
 		perReader(func(r ReaderMetrics) float64 { return b2f(r.Connected) }))
+	var info []sample
+	for _, r := range m.Readers {
+		info = append(info, sample{[][2]string{{"reader", r.Name}, {"term_name", r.TermName}, {"term_sn", r.TermSn}}, 1})
+	}
+	family(w, "scanagent_reader_info", "gauge", "Always 1; the labels name the reader's terminal on the platform (join on reader).", info)
 	family(w, "scanagent_uploads_total", "counter", "Upload attempts by outcome.", uploads)
 	family(w, "scanagent_queue_pending", "gauge", "Scans waiting for upload.", one(float64(m.Pending)))
 	family(w, "scanagent_queue_dead", "gauge", "Scans the platform refused (dead letters), kept until retried or dropped.", one(float64(m.Dead)))
@@ -104,6 +131,27 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 	family(w, "scanagent_queue_full", "gauge", "1 while max_pending scans are waiting and new scans are refused.", one(b2f(m.QueueFull)))
 	family(w, "scanagent_queue_write_failed", "gauge", "1 while the last write to the queue database failed.", one(b2f(m.QueueWriteFailed)))
 	family(w, "scanagent_token_fetches_total", "counter", "Access tokens fetched from the platform.", one(float64(m.TokenFetches)))
+	family(w, "scanagent_token_failures_total", "counter", "Token requests that got no token (credentials refused, platform unreachable).", one(float64(m.TokenFailures)))
+	family(w, "scanagent_last_scan_timestamp_seconds", "gauge", "Unix time of the last scan stored from the reader; 0 = none since the agent started.",
+		perReader(func(r ReaderMetrics) float64 { return unixOr0(r.LastScan) }))
+	family(w, "scanagent_last_delivery_timestamp_seconds", "gauge", "Unix time the platform last accepted a record; 0 = none since the agent started.",
+		one(unixOr0(m.LastDelivery)))
+	family(w, "scanagent_alerts_active", "gauge", "Operator alert conditions holding now (reader down, backlog, dead records, ...).", one(float64(m.AlertsActive)))
+	var alerts []sample
+	for _, o := range []string{"sent", "refused", "failed"} {
+		alerts = append(alerts, sample{[][2]string{{"outcome", o}}, float64(m.Alerts[o])})
+	}
+	family(w, "scanagent_alert_messages_total", "counter", "Operator alert messages by outcome: sent, refused by the platform (dropped), failed (kept and sent again).", alerts)
+	family(w, "scanagent_build_info", "gauge", "Always 1; the labels name the build.",
+		[]sample{{[][2]string{{"version", m.Build.Version}, {"commit", m.Build.Commit}, {"goversion", m.Build.GoVersion}}, 1}})
+	family(w, "scanagent_process_start_time_seconds", "gauge", "Unix time the agent process started.", one(unixOr0(m.StartTime)))
+}
+
+func unixOr0(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 func family(w *bufio.Writer, name, typ, help string, samples []sample) {
@@ -145,6 +193,9 @@ func formatValue(v float64) string {
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
 		return strconv.FormatInt(int64(v), 10)
+	}
+	if a := math.Abs(v); a >= 1e-3 && a < 1e15 {
+		return strconv.FormatFloat(v, 'f', -1, 64) // a Unix time stays readable
 	}
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }

@@ -52,6 +52,7 @@ type Config struct {
 	Crypto   Crypto   `toml:"crypto"`
 	Queue    Queue    `toml:"queue"`
 	Readers  []Reader `toml:"reader"`
+	Alerts   Alerts   `toml:"alerts"`
 }
 
 // Agent is the [agent] table.
@@ -60,6 +61,13 @@ type Agent struct {
 	LogLevel    string `toml:"log_level"`
 	LogFile     string `toml:"log_file"`
 	AdminListen string `toml:"admin_listen"`
+	// LogFormat is "text" (logfmt-like lines) or "json" (one object a
+	// line). Under systemd each line also carries a journald priority.
+	LogFormat string `toml:"log_format"`
+	// LogMaxSize is the size in MiB at which log_file is rotated, and
+	// LogMaxFiles how many rotated files are kept.
+	LogMaxSize  int `toml:"log_max_size"`
+	LogMaxFiles int `toml:"log_max_files"`
 }
 
 // Platform is the [platform] table.
@@ -100,6 +108,21 @@ type Queue struct {
 	DedupeWindow  Duration `toml:"dedupe_window"`
 	KeepDelivered int      `toml:"keep_delivered"`
 }
+
+// Alerts is the [alerts] table: operator alerts sent through the
+// platform's msgsend.
+type Alerts struct {
+	To          []string `toml:"to"`           // xgh of the people to tell; empty = alerts off
+	MessageType string   `toml:"message_type"` // "1" SMS, "4" e-mail, "5" App message, "6" App important message
+	MessageTo   string   `toml:"message_to"`   // mobile number (1) or e-mail address (4)
+	ReaderDown  Duration `toml:"reader_down"`
+	BacklogAge  Duration `toml:"backlog_age"`
+	Dead        bool     `toml:"dead"`
+	Resend      Duration `toml:"resend"`
+}
+
+// Enabled reports whether anyone is to be told.
+func (a Alerts) Enabled() bool { return len(a.To) > 0 }
 
 // Reader is one [[reader]] table.
 //
@@ -151,6 +174,9 @@ func Default() Config {
 			DataDir:     DefaultDataDir(),
 			LogLevel:    "info",
 			AdminListen: "127.0.0.1:9465",
+			LogFormat:   "text",
+			LogMaxSize:  10,
+			LogMaxFiles: 3,
 		},
 		Platform: Platform{
 			BaseURL:            "https://open.zafu.edu.cn",
@@ -172,6 +198,14 @@ func Default() Config {
 		Queue: Queue{
 			MaxPending:   1000000,
 			DedupeWindow: Duration{3 * time.Second},
+		},
+		Alerts: Alerts{
+			To:          []string{},
+			MessageType: "5",
+			ReaderDown:  Duration{10 * time.Minute},
+			BacklogAge:  Duration{time.Hour},
+			Dead:        true,
+			Resend:      Duration{24 * time.Hour},
 		},
 	}
 }

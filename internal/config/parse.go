@@ -487,6 +487,7 @@ var (
 		"crypto":   keyNames(reflect.TypeOf(Crypto{})),
 		"queue":    keyNames(reflect.TypeOf(Queue{})),
 		"reader":   keyNames(reflect.TypeOf(Reader{})),
+		"alerts":   keyNames(reflect.TypeOf(Alerts{})),
 	}
 )
 
@@ -546,7 +547,7 @@ func unknownMessage(k toml.Key, table bool) string {
 			return what + "; did you mean " + tableTitle(s) + "?"
 		}
 		if table {
-			return what + "; the tables are [agent], [platform], [upload], [crypto], [queue] and [[reader]]"
+			return what + "; the tables are [agent], [platform], [upload], [crypto], [queue], [[reader]] and [alerts]"
 		}
 		for _, t := range tableNames {
 			for _, n := range tableKeys[t] {

@@ -38,6 +38,7 @@ func (c *Config) Validate() Problems {
 	v.crypto()
 	v.queue()
 	v.readers()
+	v.alerts()
 	return v.probs
 }
 
@@ -97,6 +98,54 @@ func (v *validator) agent() {
 		}
 		if err != nil {
 			v.add("agent.admin_listen", `is %q; use host:port such as "127.0.0.1:9465", or "" to turn /healthz and /metrics off`, a.AdminListen)
+		}
+	}
+	v.oneOf("agent.log_format", a.LogFormat, "text", "json")
+	if a.LogMaxSize < 1 || a.LogMaxSize > 4096 {
+		v.add("agent.log_max_size", "is %d; use 1 to 4096 (MiB)", a.LogMaxSize)
+	}
+	if a.LogMaxFiles < 1 || a.LogMaxFiles > 100 {
+		v.add("agent.log_max_files", "is %d; use 1 to 100", a.LogMaxFiles)
+	}
+}
+
+var (
+	mobileRE = regexp.MustCompile(`^\+?[0-9][0-9 -]{4,18}[0-9]$`)
+	emailRE  = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+)
+
+func (v *validator) alerts() {
+	a := v.c.Alerts
+	for i, x := range a.To {
+		if strings.TrimSpace(x) == "" {
+			v.add("alerts.to", "entry %d is empty; list the xgh (student/staff number) of each person to tell, e.g. [\"20121032\"]", i+1)
+		}
+	}
+	v.oneOf("alerts.message_type", a.MessageType, "1", "4", "5", "6")
+	to := strings.TrimSpace(a.MessageTo)
+	switch {
+	case !a.Enabled() && to != "":
+		v.add("alerts.to", "is empty, so alerts are off, but message_to is set; list the xgh of the people to tell, e.g. to = [\"20121032\"]")
+	case a.MessageType == "1" && to == "":
+		if a.Enabled() {
+			v.add("alerts.message_to", `is empty; message_type "1" (SMS) needs the mobile number to text, e.g. "13800000000"`)
+		}
+	case a.MessageType == "1" && !mobileRE.MatchString(to):
+		v.add("alerts.message_to", "is %q, not a mobile number; message_type \"1\" (SMS) needs one, e.g. \"13800000000\"", a.MessageTo)
+	case a.MessageType == "4" && to == "":
+		if a.Enabled() {
+			v.add("alerts.message_to", `is empty; message_type "4" (e-mail) needs the address to write to, e.g. "it@example.edu.cn"`)
+		}
+	case a.MessageType == "4" && !emailRE.MatchString(to):
+		v.add("alerts.message_to", "is %q, not an e-mail address; message_type \"4\" (e-mail) needs one, e.g. \"it@example.edu.cn\"", a.MessageTo)
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+		eg  string
+	}{{"alerts.reader_down", a.ReaderDown.Duration, "10m"}, {"alerts.backlog_age", a.BacklogAge.Duration, "1h"}, {"alerts.resend", a.Resend.Duration, "24h"}} {
+		if d.val <= 0 {
+			v.add(d.key, `must be more than 0, e.g. %q`, d.eg)
 		}
 	}
 }

@@ -45,6 +45,30 @@ func TestValidate(t *testing.T) {
 		{"admin_listen port", func(c *Config) { c.Agent.AdminListen = "127.0.0.1:99999" }, "[agent] admin_listen", `use host:port`},
 		{"admin_listen off", func(c *Config) { c.Agent.AdminListen = "" }, "", ""},
 		{"admin_listen any host", func(c *Config) { c.Agent.AdminListen = ":9465" }, "", ""},
+		{"log_format", func(c *Config) { c.Agent.LogFormat = "xml" }, "[agent] log_format", `use "text" or "json"`},
+		{"log_format json", func(c *Config) { c.Agent.LogFormat = "json" }, "", ""},
+		{"log_max_size", func(c *Config) { c.Agent.LogMaxSize = 0 }, "[agent] log_max_size", "use 1 to 4096"},
+		{"log_max_files", func(c *Config) { c.Agent.LogMaxFiles = 0 }, "[agent] log_max_files", "use 1 to 100"},
+
+		{"alerts on", func(c *Config) { c.Alerts.To = []string{"20121032"} }, "", ""},
+		{"alerts blank person", func(c *Config) { c.Alerts.To = []string{" "} }, "[alerts] to", "entry 1 is empty"},
+		{"alerts nobody but message_to", func(c *Config) { c.Alerts.MessageTo = "13800000000" }, "[alerts] to", "alerts are off, but message_to is set"},
+		{"alerts message_type", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "3" }, "[alerts] message_type", `use "1", "4", "5" or "6"`},
+		{"alerts sms without number", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "1" }, "[alerts] message_to", "needs the mobile number"},
+		{"alerts sms bad number", func(c *Config) { c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "1", "it@x.cn" }, "[alerts] message_to", "not a mobile number"},
+		{"alerts sms", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "1", "13800000000"
+		}, "", ""},
+		{"alerts mail without address", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "4" }, "[alerts] message_to", "needs the address"},
+		{"alerts mail bad address", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "13800000000"
+		}, "[alerts] message_to", "not an e-mail address"},
+		{"alerts mail", func(c *Config) {
+			c.Alerts.To, c.Alerts.MessageType, c.Alerts.MessageTo = []string{"1"}, "4", "it@zafu.edu.cn"
+		}, "", ""},
+		{"alerts app important", func(c *Config) { c.Alerts.To, c.Alerts.MessageType = []string{"1"}, "6" }, "", ""},
+		{"alerts reader_down", func(c *Config) { c.Alerts.ReaderDown.Duration = 0 }, "[alerts] reader_down", "more than 0"},
+		{"alerts resend", func(c *Config) { c.Alerts.Resend.Duration = -time.Second }, "[alerts] resend", "more than 0"},
 
 		{"base_url no scheme", func(c *Config) { c.Platform.BaseURL = "open.zafu.edu.cn" }, "[platform] base_url", "absolute http:// or https:// URL"},
 		{"base_url ftp", func(c *Config) { c.Platform.BaseURL = "ftp://open.zafu.edu.cn" }, "[platform] base_url", "absolute http"},

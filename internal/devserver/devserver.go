@@ -1,6 +1,7 @@
-// Package devserver is a strict local emulation of the two endpoints of the
+// Package devserver is a strict local emulation of the endpoints of the
 // campus open platform that scanagent uses (SPEC §2): the client-credentials
-// token endpoint and the scan record endpoint. Tests, the demo command and
+// token endpoint, the scan record endpoint and msgsend (operator alerts,
+// msgsend.go). Tests, the demo command and
 // technicians run it in place of the real platform.
 //
 // It checks every request at least as strictly as the real platform could:
@@ -47,6 +48,7 @@
 //	POST /_dev/mode?m=slow&d=30s     ModeSlow, holding each call for 30s
 //	GET  /_dev/mode                  {"mode":"ok","slowDelay":"1m0s"}
 //	GET  /_dev/stats                 Stats as JSON
+//	GET  /_dev/messages              the messages msgsend accepted, as JSON
 //
 // Accepted records are kept in memory (Records, with the decrypted ID number
 // for tests to check) and, if Options.Log is set, written to it as JSON lines
@@ -236,7 +238,10 @@ type Stats struct {
 	Refused      map[string]int `json:"refused"`      // by reason class; a call with several problems counts in each class
 	Failed       int            `json:"failed"`       // scan calls answered 503 by FailRate
 	Intercepted  int            `json:"intercepted"`  // calls on either endpoint answered by ModeDown, Mode503, ModeHTML or ModeRedirect
-	BadToken     int            `json:"badToken"`     // scan calls with a missing, unknown, superseded or expired token
+	BadToken     int            `json:"badToken"`     // scan and msgsend calls with a missing, unknown, superseded or expired token
+	MsgCalls     int            `json:"msgCalls"`     // every call to msgsend
+	MsgSent      int            `json:"msgSent"`      // messages accepted (status 1)
+	MsgRefused   int            `json:"msgRefused"`   // messages refused for their content (status 0)
 }
 
 // Server is the emulated platform. Its methods are safe for concurrent use.
@@ -259,6 +264,7 @@ type Server struct {
 	expiresAt time.Time
 	fetches   int
 	records   []Record
+	messages  []Message
 	stats     Stats
 }
 
@@ -331,6 +337,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(TokenPath, s.faulted(TokenPath, s.serveToken))
 	mux.HandleFunc(ScanPath, s.faulted(ScanPath, s.serveScan))
+	mux.HandleFunc(MsgPath, s.faulted(MsgPath, s.serveMsg))
+	mux.HandleFunc(MessagesCtlPath, s.serveMessagesCtl)
 	mux.HandleFunc(PortalPath, servePortal)
 	mux.HandleFunc(ModeCtlPath, s.serveModeCtl)
 	mux.HandleFunc(StatsCtlPath, s.serveStatsCtl)

@@ -1,7 +1,8 @@
 // Package logfile is a size-rotated log file for services that have no
 // journal (Windows): when the file passes MaxSize it is renamed to NAME.1
-// (older ones shift to NAME.2 …) and a new one is started. It does not format
-// log lines.
+// (older ones shift to NAME.2 …) and a new one is started; Reopen starts a
+// new file after an outside tool moved it (SIGHUP). It does not format log
+// lines.
 package logfile
 
 import (
@@ -82,6 +83,23 @@ func (lf *File) rotate() error {
 		return fmt.Errorf("log file rotate: %w", err)
 	}
 	return lf.open()
+}
+
+// Reopen closes the file and opens path again: after an outside tool
+// (logrotate) renamed it, writing goes on in a new file at path. On
+// failure the old file is kept open.
+func (lf *File) Reopen() error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	old := lf.f
+	if err := lf.open(); err != nil {
+		lf.f = old
+		return err
+	}
+	if old != nil {
+		old.Close()
+	}
+	return nil
 }
 
 // Close closes the file.

@@ -33,3 +33,27 @@ func TestRotates(t *testing.T) {
 		t.Fatalf("%s.3 exists; want only 2 kept", path)
 	}
 }
+
+// After logrotate renamed the file, Reopen writes to a new file at path.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scanagent.log")
+	lf, err := Open(path, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	lf.Write([]byte("before\n"))
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	lf.Write([]byte("still old\n"))
+	if err := lf.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	lf.Write([]byte("after\n"))
+	old, _ := os.ReadFile(path + ".old")
+	cur, _ := os.ReadFile(path)
+	if string(old) != "before\nstill old\n" || string(cur) != "after\n" {
+		t.Fatalf("old %q, new %q", old, cur)
+	}
+}

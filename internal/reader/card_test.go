@@ -349,3 +349,24 @@ func TestRosterBrokenAtStart(t *testing.T) {
 		t.Fatalf("ack = % x, want 07", got)
 	}
 }
+
+// ReloadRoster (SIGHUP) re-reads the roster even when its file looks the
+// same (same size and time, as a copy with preserved times would be).
+func TestReloadRosterOverPTY(t *testing.T) {
+	sc := newScanner(t)
+	roster := filepath.Join(t.TempDir(), "roster.csv")
+	stamp := time.Now().Add(-time.Hour)
+	writeRoster(t, roster, "0012AB34,2021001,张三,"+plainID+",1\n", stamp)
+	h := startReader(t, cardConfig(sc.path, roster), Options{})
+	h.waitConnected(t)
+	writeRoster(t, roster, "0012AB34,2021009,王五,"+plainID+",1\n", stamp) // same size, same time
+	sc.write(t, "0012ab34\r\n")
+	sc.readAck(t, 1)
+	h.r.ReloadRoster()
+	sc.write(t, "0012ab34\r\n")
+	sc.readAck(t, 1)
+	recs := h.store.Records()
+	if len(recs) != 2 || recs[0].Xgh != "2021001" || recs[1].Xgh != "2021009" {
+		t.Fatalf("stored %+v; want the old roster's person, then after ReloadRoster the new one's", recs)
+	}
+}

@@ -158,6 +158,12 @@ type Reader struct {
 
 	running   atomic.Bool
 	connected atomic.Bool
+	// downSince is when the port was last found closed (Unix nanoseconds,
+	// 0 while connected); lastScan when a scan was last stored.
+	downSince, lastScan atomic.Int64
+	// rereadRoster asks the reading goroutine to re-read the roster
+	// before the next frame (ReloadRoster).
+	rereadRoster atomic.Bool
 
 	read, rejected, debounced, stored, storeFailed atomic.Uint64
 
@@ -263,6 +269,29 @@ func (r *Reader) Name() string { return r.cfg.Name }
 // Connected reports whether the port is open.
 func (r *Reader) Connected() bool { return r.connected.Load() }
 
+// Down reports whether the port is closed and since when: since Run started
+// for a port never opened, else since it was lost.
+func (r *Reader) Down() (since time.Time, down bool) {
+	n := r.downSince.Load()
+	if n == 0 || r.connected.Load() {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
+
+// ReloadRoster makes a card reader re-read its roster file before it
+// decodes the next frame, changed or not (SIGHUP); other decoders ignore
+// it. A roster is also re-read by itself when its file changes.
+func (r *Reader) ReloadRoster() { r.rereadRoster.Store(true) }
+
+// LastScan is when a scan was last stored (zero before the first).
+func (r *Reader) LastScan() time.Time {
+	if n := r.lastScan.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Stats returns the counters.
 func (r *Reader) Stats() Stats {
 	return Stats{
@@ -291,6 +320,8 @@ func (r *Reader) Run(ctx context.Context) error {
 		return fmt.Errorf("reader %q: already running", r.cfg.Name)
 	}
 	defer r.running.Store(false)
+	r.downSince.Store(r.now().UnixNano())
+	defer r.downSince.Store(0)
 
 	state, lastErr := linkStarting, ""
 	for ctx.Err() == nil {
@@ -322,9 +353,11 @@ func (r *Reader) Run(ctx context.Context) error {
 
 		r.log.Info("serial port connected", keyPort, path)
 		r.connected.Store(true) // after the log line: a watcher of Connected sees it logged
+		r.downSince.Store(0)
 		r.show(Event{Time: r.now(), Note: "port " + path + " connected; waiting for scans"})
 		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
 		_ = port.Close()
+		r.downSince.Store(r.now().UnixNano())
 		r.connected.Store(false)
 		r.framer.Reset()
 		if ctx.Err() != nil {
@@ -565,6 +598,7 @@ func (r *Reader) flush(ctx context.Context, port serial.Port) {
 	for i, rec := range r.pending {
 		if i < n {
 			r.stored.Add(1)
+			r.lastScan.Store(rec.ScanTime.UnixNano())
 			r.remember(rec.Xgh, rec.ScanTime)
 			r.log.Debug("scan stored", keyID, rec.ID)
 			acks = append(acks, r.ackOK...)

@@ -56,6 +56,12 @@ func transcode(cs encoding.Encoding, data []byte) ([]byte, bool) {
 // never quotes the frame. Run and Monitor both call it, so monitor shows
 // the agent's verdict.
 func (r *Reader) decode(data []byte) (scan, string) {
+	if r.rereadRoster.Swap(false) {
+		if cd, ok := r.decoder.(*cardDecoder); ok {
+			cd.checked = cd.now()
+			cd.reload(cd.stat())
+		}
+	}
 	if r.charset != nil {
 		utf, ok := transcode(r.charset, data)
 		if !ok {

@@ -30,7 +30,18 @@ type HostOptions struct {
 // EventLogger is the part of kardianos' Logger the host uses.
 type EventLogger interface {
 	Info(v ...any) error
+	Warning(v ...any) error
 	Error(v ...any) error
+}
+
+type eventsKey struct{}
+
+// EventLog returns the event logger Host gave the agent's context (the
+// Windows Event Log), or nil: the agent copies its warnings and errors
+// there.
+func EventLog(ctx context.Context) EventLogger {
+	ev, _ := ctx.Value(eventsKey{}).(EventLogger)
+	return ev
 }
 
 // Host runs run under the service manager until the manager stops the
@@ -93,6 +104,9 @@ func newProgram(run func(context.Context) error, stopTimeout time.Duration) *pro
 // Start implements kservice.Interface.
 func (p *program) Start(s kservice.Service) error {
 	ctx, cancel := context.WithCancel(context.Background())
+	if p.events != nil {
+		ctx = context.WithValue(ctx, eventsKey{}, p.events)
+	}
 	p.cancel = cancel
 	p.event(false, "scanagent service starting")
 	go func() {

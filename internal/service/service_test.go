@@ -254,8 +254,9 @@ type events struct {
 	msgs []string
 }
 
-func (e *events) Info(v ...any) error  { return e.add("info: ", v) }
-func (e *events) Error(v ...any) error { return e.add("error: ", v) }
+func (e *events) Info(v ...any) error    { return e.add("info: ", v) }
+func (e *events) Warning(v ...any) error { return e.add("warning: ", v) }
+func (e *events) Error(v ...any) error   { return e.add("error: ", v) }
 func (e *events) add(p string, v []any) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -282,6 +283,9 @@ func TestHostStop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Host(ctx, func(ctx context.Context) error {
+			if EventLog(ctx) != ev {
+				t.Error("the agent's context does not carry the event log")
+			}
 			close(running)
 			<-ctx.Done()
 			return nil

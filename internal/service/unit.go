@@ -78,6 +78,7 @@ SupplementaryGroups=dialout
 # the journal and the agent waits for it to be fixed, instead of failing
 # and restarting every 5 s.
 ExecStart=@EXE@ --config @CONFIG@ run --wait-config
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=5
 # The agent stops within 20 s of SIGTERM (readers, in-flight uploads, queue).

@@ -62,7 +62,9 @@ type TokenSource struct {
 	errUntil  time.Time // no fetch before this, after a failure
 	lastErr   error
 	badCreds  bool
+	badSince  time.Time // when the token endpoint first refused the credentials
 	fetches   atomic.Int64
+	failures  atomic.Int64
 	refreshAt time.Time
 }
 
@@ -98,6 +100,18 @@ func NewTokenSource(client *http.Client, tokenURL, clientID, clientSecret string
 
 // Fetches is how many token requests this source has made.
 func (ts *TokenSource) Fetches() int64 { return ts.fetches.Load() }
+
+// Failures is how many of those requests got no token.
+func (ts *TokenSource) Failures() int64 { return ts.failures.Load() }
+
+// CredentialsRefused reports whether the token endpoint's last answer
+// refused client_id/client_secret (ErrBadCredentials), and since when. It
+// never fetches.
+func (ts *TokenSource) CredentialsRefused() (since time.Time, refused bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.badSince, ts.badCreds
+}
 
 // Token returns a valid access token, fetching one if needed.
 func (ts *TokenSource) Token(ctx context.Context) (string, error) {
@@ -139,11 +153,13 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
+		ts.failures.Add(1)
 		wait := ts.opts.FailRetry
 		if errors.Is(err, ErrBadCredentials) {
 			wait = ts.opts.BadCredsRetry
 			if !ts.badCreds {
 				ts.log.Error("configuration error: token request refused", "err", err.Error(), "retry_in", wait.String())
+				ts.badSince = ts.now()
 			}
 			ts.badCreds = true
 		}
@@ -156,7 +172,7 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 	if ts.badCreds {
 		ts.log.Info("token request accepted again: client credentials fixed")
 	}
-	ts.badCreds, ts.errUntil, ts.lastErr = false, time.Time{}, nil
+	ts.badCreds, ts.badSince, ts.errUntil, ts.lastErr = false, time.Time{}, time.Time{}, nil
 	ts.setLocked(t)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ts.opts.SaveTimeout)
 	defer cancel()
