@@ -10,6 +10,7 @@ import (
 
 	"scanagent/internal/admin"
 	"scanagent/internal/queue"
+	"scanagent/internal/upload"
 )
 
 // oldTokenFile is the bearer token of versions that served the queue API on
@@ -58,8 +59,15 @@ func (a *agent) metrics() admin.Metrics {
 	}
 	u := a.up.Stats()
 	m.Uploads = map[string]int64{"delivered": u.Delivered, "dead": u.Dead, "platform_error": u.Counted,
-		"transient": u.Transient, "bad_token": u.BadToken}
+		"transient": u.Transient, "bad_token": u.BadToken, "held": u.Held}
 	m.TokenFetches = a.tokens.Fetches()
+	st := a.plat.Status()
+	m.PlatformStates = map[string]bool{}
+	for _, s := range upload.States {
+		m.PlatformStates[string(s)] = s == st.State
+	}
+	m.ClockSkew, m.ClockSkewKnown = st.Skew.Seconds(), st.SkewKnown
+	m.ScanTimesCorrected = u.Corrected
 	if s, err := a.q.Stats(); err == nil {
 		m.Pending, m.Dead, m.Rejected = s.Pending, s.Dead, s.Rejected
 		if s.OldestPending != nil {

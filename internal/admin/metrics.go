@@ -30,8 +30,17 @@ type Metrics struct {
 	// seconds; 0 when none is pending.
 	OldestPendingAge float64
 	TokenFetches     int64
-	QueueFull        bool
-	QueueWriteFailed bool
+	// PlatformStates is every platform state with the current one true
+	// (scanagent_platform_state{state=…} 1 / 0).
+	PlatformStates map[string]bool
+	// ClockSkew is the platform's clock minus the local clock in seconds;
+	// ClockSkewKnown is false before the first answer.
+	ClockSkew      float64
+	ClockSkewKnown bool
+	// ScanTimesCorrected counts uploads sent with a corrected scanDate.
+	ScanTimesCorrected int64
+	QueueFull          bool
+	QueueWriteFailed   bool
 }
 
 // ReaderMetrics are one reader's counters.
@@ -104,6 +113,22 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 	family(w, "scanagent_queue_full", "gauge", "1 while max_pending scans are waiting and new scans are refused.", one(b2f(m.QueueFull)))
 	family(w, "scanagent_queue_write_failed", "gauge", "1 while the last write to the queue database failed.", one(b2f(m.QueueWriteFailed)))
 	family(w, "scanagent_token_fetches_total", "counter", "Access tokens fetched from the platform.", one(float64(m.TokenFetches)))
+	states := make([]string, 0, len(m.PlatformStates))
+	for s := range m.PlatformStates {
+		states = append(states, s)
+	}
+	sort.Strings(states)
+	var ss []sample
+	for _, s := range states {
+		ss = append(ss, sample{[][2]string{{"state", s}}, b2f(m.PlatformStates[s])})
+	}
+	family(w, "scanagent_platform_state", "gauge", "1 for the platform's current state (unknown, reachable, unreachable, credentials refused, held, clock skewed), 0 for the others.", ss)
+	var skew []sample
+	if m.ClockSkewKnown {
+		skew = one(m.ClockSkew)
+	}
+	family(w, "scanagent_platform_clock_skew_seconds", "gauge", "The platform's clock minus the local clock in seconds, from the last answer's Date header (absent before the first answer).", skew)
+	family(w, "scanagent_scan_times_corrected_total", "counter", "Uploads sent with a scanDate corrected for a wall clock that was wrong when the scan was stamped.", one(float64(m.ScanTimesCorrected)))
 }
 
 func family(w *bufio.Writer, name, typ, help string, samples []sample) {

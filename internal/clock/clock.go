@@ -127,7 +127,9 @@ type Fake struct {
 }
 
 // NewFake returns a fake clock reading now.
-func NewFake(now time.Time) *Fake { return &Fake{now: now, boot: time.Hour, added: make(chan struct{})} }
+func NewFake(now time.Time) *Fake {
+	return &Fake{now: now, boot: time.Hour, added: make(chan struct{})}
+}
 
 // Now is the fake wall clock.
 func (f *Fake) Now() time.Time {

@@ -49,6 +49,7 @@ import (
 	"go.bug.st/serial/enumerator"
 	"golang.org/x/text/encoding"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
 
@@ -102,8 +103,12 @@ type Options struct {
 	// Logger receives one line per state change and per failure; nil
 	// discards. It is narrowed with the reader's name.
 	Logger *slog.Logger
-	// Now stamps scans and drives the dedupe window; default time.Now.
+	// Now stamps scans and drives the dedupe window; default Clock.Now.
 	Now func() time.Time
+	// Clock is the time source; nil = the system clock. Its boot clock
+	// is read with each stamp (Record.Boot), for the uploader to correct
+	// a scan stamped while the wall clock was wrong.
+	Clock clock.Clock
 	// Encrypt turns a plaintext ID number into the form sent to the
 	// platform. Required: the reader encrypts before anything is stored.
 	// It is not called for a scan that carries no ID number.
@@ -136,6 +141,7 @@ type Reader struct {
 	store     Store
 	log       *slog.Logger
 	now       func() time.Time
+	clock     clock.Clock
 	encrypt   func(string) (string, error)
 	dedupe    time.Duration
 	retry     time.Duration
@@ -206,8 +212,9 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With(keyReader, cfg.Name)
+	r.clock = clock.Or(opts.Clock)
 	if r.now == nil {
-		r.now = time.Now
+		r.now = r.clock.Now
 	}
 	if r.retry <= 0 {
 		r.retry = defaultRetryInterval
@@ -506,6 +513,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		UserType: s.UserType,
 		ScanTime: at,
 	}
+	rec.Boot, rec.BootAt = r.clock.Boot()
 	// GB 11643 writes the check character as a capital X; some readers
 	// print it in lower case.
 	enc, err := r.encrypt(strings.ToUpper(s.IDCard))

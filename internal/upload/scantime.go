@@ -1,0 +1,55 @@
+package upload
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"scanagent/internal/queue"
+)
+
+// scanTime is the scanDate to send for r. A terminal without a clock
+// battery boots with a wrong time and is set right by NTP later; a scan
+// stamped before that carries the wrong date. When the agent can know the
+// correction it sends the corrected time (and keeps the stamp):
+//
+//   - the scan was stamped during this boot (its boot clock reading has
+//     this boot's ID): the boot clock never jumps, so the scan happened
+//     (boot now − boot then) ago, by the wall clock now, corrected by the
+//     platform's clock when that is measured and beyond max_clock_skew;
+//   - else, while the platform's clock is measured to differ by more than
+//     max_clock_skew, the stamp moved by that difference (the clock is
+//     still wrong, so it was when the scan was stamped).
+//
+// A difference within max_clock_skew is not corrected.
+func (u *Uploader) scanTime(r queue.Record, log *slog.Logger) time.Time {
+	t := r.ScanTime
+	skew, known := u.plat.Skew()
+	if !known || !u.plat.skewed(skew) {
+		skew = 0
+	}
+	id, now := u.clock.Boot()
+	var est time.Time
+	switch {
+	case r.Boot != "" && r.Boot == id && r.BootAt > 0 && now >= r.BootAt:
+		est = u.clock.Now().Add(skew).Add(-(now - r.BootAt))
+	case skew != 0:
+		est = t.Add(skew)
+	default:
+		return t
+	}
+	if d := est.Sub(t); d <= u.opts.MaxClockSkew && d >= -u.opts.MaxClockSkew {
+		return t
+	}
+	est = est.Round(time.Second)
+	if !r.SentScanTime.Equal(est) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := u.q.SetSentScanTime(ctx, r.ID, est); err == nil {
+			log.Info("scan time corrected: the clock was wrong when the scan was stamped",
+				"stamped", t.Format(time.RFC3339), "sent", est.Format(time.RFC3339))
+		}
+		cancel()
+	}
+	u.corrected.Add(1)
+	return est
+}
