@@ -106,7 +106,6 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 			"moved_to", moved)
 	}
 	a := &agent{cfg: cfg, log: log, q: q, now: now, clock: clk}
-	a.plat = upload.NewPlatform(upload.PlatformOptions{Clock: clk, Logger: log.With("component", "platform"), MaxClockSkew: cfg.Upload.MaxClockSkew.Duration})
 	ok := false
 	defer func() {
 		if !ok {
@@ -119,6 +118,8 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 		return nil, err
 	}
 	base := strings.TrimRight(cfg.Platform.BaseURL, "/")
+	a.plat = upload.NewPlatform(upload.PlatformOptions{Clock: clk, Logger: log.With("component", "platform"),
+		MaxClockSkew: cfg.Upload.MaxClockSkew.Duration, Proxy: upload.ProxyFor(client, base+cfg.Platform.ScanPath)})
 	a.tokens = upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{
 		RefreshBefore: cfg.Platform.TokenRefreshBefore.Duration, Logger: log.With("component", "token"), Redactor: red, Now: now,
 		Platform: a.plat,

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -72,6 +73,27 @@ func Diagnose(err error) Fault {
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// ProxyFor returns the proxy client uses for target (from HTTPS_PROXY /
+// HTTP_PROXY / NO_PROXY), its password hidden; "" when none.
+func ProxyFor(client *http.Client, target string) string {
+	if client == nil {
+		return ""
+	}
+	tr, ok := client.Transport.(*http.Transport)
+	if !ok || tr.Proxy == nil {
+		return ""
+	}
+	req, err := http.NewRequest(http.MethodPost, target, nil)
+	if err != nil {
+		return ""
+	}
+	u, err := tr.Proxy(req)
+	if err != nil || u == nil {
+		return ""
+	}
+	return u.Redacted()
 }
 
 // netError is a transport error with its text redacted, still unwrapping

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ type Platform struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	maxSkew time.Duration
+	proxy   string
 
 	mu        sync.Mutex
 	contacted bool
@@ -71,6 +73,9 @@ type PlatformOptions struct {
 	Clock        clock.Clock   // nil = the system clock
 	Logger       *slog.Logger  // nil = discard
 	MaxClockSkew time.Duration // 0 = 2m
+	// Proxy is the proxy the platform is reached through (ProxyFor), ""
+	// when none: the fix of every network fault then names it.
+	Proxy string
 }
 
 // NewPlatform returns a Platform in state unknown.
@@ -82,7 +87,7 @@ func NewPlatform(opts PlatformOptions) *Platform {
 		opts.MaxClockSkew = 2 * time.Minute
 	}
 	c := clock.Or(opts.Clock)
-	return &Platform{clock: c, log: opts.Logger, maxSkew: opts.MaxClockSkew,
+	return &Platform{clock: c, log: opts.Logger, maxSkew: opts.MaxClockSkew, proxy: opts.Proxy,
 		cur: Status{State: StateUnknown, Since: c.Now()}, changed: make(chan struct{})}
 }
 
@@ -123,6 +128,11 @@ func (p *Platform) reached() {
 // error, for the log line.
 func (p *Platform) unreachable(reason string, f Fault, detail string) {
 	f.Cause = reason
+	if p.proxy != "" && !strings.Contains(f.Fix, "NO_PROXY") {
+		reason += " (through the proxy " + p.proxy + ")"
+		f.Cause = reason
+		f.Fix += "; the platform is reached through the proxy " + p.proxy + " (HTTPS_PROXY / HTTP_PROXY): if the proxy is at fault, fix that variable, or list the platform's host in NO_PROXY to reach it directly"
+	}
 	p.update(func() { p.down, p.detail = &f, detail })
 }
 
