@@ -168,6 +168,7 @@ type Reader struct {
 	recent        map[string]time.Time // xgh → last scan, for debouncing
 	lastRejectLog time.Time
 	rejectsQuiet  int // rejections not logged since lastRejectLog
+	stall         stall
 }
 
 // New checks the reader's configuration (line settings, port, framing,
@@ -324,7 +325,12 @@ func (r *Reader) Run(ctx context.Context) error {
 
 		r.connected.Store(true)
 		r.log.Info("serial port connected", keyPort, path)
-		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
+		counted := &countingPort{Port: port}
+		r.stall = stall{}
+		err = r.serve(ctx, counted, idleReadTimeout, func(frames []frame) {
+			r.handle(ctx, port, frames)
+			r.watchStall(counted, len(frames))
+		})
 		_ = port.Close()
 		r.connected.Store(false)
 		r.framer.Reset()
@@ -475,7 +481,12 @@ func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, re
 		r.log.Warn("could not store a rejected frame", keyErr, redact.IDNumbers(err.Error()))
 	}
 	if r.lastRejectLog.IsZero() || at.Sub(r.lastRejectLog) >= rejectLogEvery || at.Before(r.lastRejectLog) {
-		r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
+		if looksLikeNoise(masked) {
+			r.log.Warn("frame rejected: it is line noise", keyReason, reason, keySkipped, r.rejectsQuiet,
+				keyFix, "check baud (and data_bits, parity, stop_bits) against the scanner's settings: a wrong line speed turns every scan into garbage like this")
+		} else {
+			r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
+		}
 		r.lastRejectLog, r.rejectsQuiet = at, 0
 	} else {
 		r.rejectsQuiet++

@@ -144,7 +144,7 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 		case errors.Is(err, ErrBadCredentials):
 			p.credentials("the token endpoint refused client_id / client_secret (HTTP 401)",
 				"ask the platform's administrators for the right [platform] client_id and client_secret (or client_secret_file / SCANAGENT_CLIENT_SECRET); restart after the fix")
-		case errors.Is(err, errNotToken):
+		case errors.Is(err, ErrNotToken):
 			p.unreachable("token request: not the platform's answer (a captive portal or a proxy's page?)", Fault{Fix: FixPortal}, err.Error())
 		default:
 			var he *httpStatusError
@@ -254,7 +254,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 		}
 		return queue.Token{}, &httpStatusError{resp.StatusCode, fmt.Sprintf("token request: HTTP %d%s", resp.StatusCode, ts.opts.Redactor.String(detail))}
 	case jsonErr != nil || tr.AccessToken == "":
-		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s): %w", ts.opts.Redactor.String(describeBody(resp, raw)), errNotToken)
+		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s): %w", ts.opts.Redactor.String(describeBody(resp, raw)), ErrNotToken)
 	}
 	ttl := ts.opts.DefaultTTL
 	if secs, ok := parseExpiresIn(tr.ExpiresIn); ok && secs > 0 {
@@ -263,9 +263,9 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 	return queue.Token{AccessToken: tr.AccessToken, FetchedAt: start, Expiry: start.Add(ttl)}, nil
 }
 
-// errNotToken: the token endpoint answered 200 with something else (a
+// ErrNotToken: the token endpoint answered 200 with something else (a
 // captive portal's page).
-var errNotToken = errors.New("not the platform's answer; a captive portal or a proxy's page?")
+var ErrNotToken = errors.New("not the platform's answer; a captive portal or a proxy's page?")
 
 // httpStatusError is an unexpected status from the token endpoint.
 type httpStatusError struct {
