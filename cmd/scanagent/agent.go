@@ -129,6 +129,17 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 		Concurrency: cfg.Upload.Concurrency, RetryInitial: cfg.Upload.RetryInitial.Duration, RetryMax: cfg.Upload.RetryMax.Duration,
 		MaxErrorAttempts: cfg.Upload.MaxErrorAttempts, DateFormat: cfg.Upload.DateFormat, Location: loc,
 		HoldAfter: cfg.Upload.HoldAfter, MaxClockSkew: cfg.Upload.MaxClockSkew.Duration,
+		Recrypt: func(keyAppID, idCard string) (string, error) {
+			old, err := crypto.New(keyAppID, crypto.Options{Mode: cfg.Crypto.Mode, Encoding: cfg.Crypto.Encoding, IV: cfg.Crypto.IV})
+			if err != nil {
+				return "", err
+			}
+			plain, err := old.Decrypt(idCard)
+			if err != nil {
+				return "", err
+			}
+			return ci.Encrypt(plain)
+		},
 		Logger: log.With("component", "upload"), Redactor: red, Clock: clk, Platform: a.plat,
 	})
 	if err != nil {
@@ -136,7 +147,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 	}
 	for _, rc := range cfg.Readers {
 		r, err := reader.New(rc, q, reader.Options{
-			Logger: log, Clock: clk, Encrypt: ci.Encrypt, DedupeWindow: cfg.Queue.DedupeWindow.Duration,
+			Logger: log, Clock: clk, Encrypt: ci.Encrypt, KeyAppID: cfg.Platform.AppID, DedupeWindow: cfg.Queue.DedupeWindow.Duration,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("reader %s: %w", rc.Name, err)

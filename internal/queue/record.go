@@ -17,12 +17,15 @@ type Record struct {
 	// uploaded in ID order.
 	ID uint64 `json:"id"`
 
-	Reader   string    `json:"reader"`
-	TermName string    `json:"termName"`
-	TermSn   string    `json:"termSn"`
-	Xgh      string    `json:"xgh"`
-	Name     string    `json:"name"`
-	IDCard   string    `json:"idCard"` // ciphertext, as sent to the platform
+	Reader   string `json:"reader"`
+	TermName string `json:"termName"`
+	TermSn   string `json:"termSn"`
+	Xgh      string `json:"xgh"`
+	Name     string `json:"name"`
+	IDCard   string `json:"idCard"` // ciphertext, as sent to the platform
+	// KeyAppID is the app_id whose key encrypted IDCard; when app_id is
+	// corrected later, the uploader re-encrypts with the new key.
+	KeyAppID string    `json:"keyAppId,omitempty"`
 	UserType string    `json:"userType"`
 	ScanTime time.Time `json:"scanTime"` // when the frame completed, by the local clock
 	// Boot and BootAt read the boot clock when the scan was stamped

@@ -109,6 +109,9 @@ type Options struct {
 	// is read with each stamp (Record.Boot), for the uploader to correct
 	// a scan stamped while the wall clock was wrong.
 	Clock clock.Clock
+	// KeyAppID is the app_id whose key Encrypt uses, kept with each
+	// record (queue.Record.KeyAppID).
+	KeyAppID string
 	// Encrypt turns a plaintext ID number into the form sent to the
 	// platform. Required: the reader encrypts before anything is stored.
 	// It is not called for a scan that carries no ID number.
@@ -142,6 +145,7 @@ type Reader struct {
 	log       *slog.Logger
 	now       func() time.Time
 	clock     clock.Clock
+	keyAppID  string
 	encrypt   func(string) (string, error)
 	dedupe    time.Duration
 	retry     time.Duration
@@ -203,6 +207,7 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		encrypt:   opts.Encrypt,
+		keyAppID:  opts.KeyAppID,
 		dedupe:    opts.DedupeWindow,
 		retry:     opts.RetryInterval,
 		open:      opts.Open,
@@ -525,6 +530,7 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		ScanTime: at,
 	}
 	rec.Boot, rec.BootAt = r.clock.Boot()
+	rec.KeyAppID = r.keyAppID
 	// GB 11643 writes the check character as a capital X; some readers
 	// print it in lower case.
 	enc, err := r.encrypt(strings.ToUpper(s.IDCard))

@@ -171,6 +171,9 @@ func (p *Platform) observe(start, end time.Time, h http.Header) {
 	if err != nil {
 		return
 	}
+	if wall, mono := end.Round(0).Sub(start.Round(0)), end.Sub(start); wall-mono > time.Second || mono-wall > time.Second {
+		return // the wall clock jumped during the request: the reading means nothing
+	}
 	mid := start.Add(end.Sub(start) / 2)
 	skew := date.Add(500 * time.Millisecond).Sub(mid).Round(time.Second)
 	p.update(func() { p.skew, p.skewKnown = skew, true })

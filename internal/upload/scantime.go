@@ -3,10 +3,34 @@ package upload
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"time"
 
 	"scanagent/internal/queue"
 )
+
+// measureSkew asks the platform's origin for anything (HEAD /) to read its
+// clock before the first record goes out, so that a scan stamped by a
+// wrong clock is corrected from the first upload on.
+func (u *Uploader) measureSkew(ctx context.Context) {
+	target, err := url.Parse(u.opts.ScanURL)
+	if err != nil {
+		return
+	}
+	target.Path, target.RawQuery = "/", ""
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, target.String(), nil)
+	if err != nil {
+		return
+	}
+	start := u.clock.Now()
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return
+	}
+	resp.Body.Close()
+	u.plat.observe(start, u.clock.Now(), resp.Header)
+}
 
 // scanTime is the scanDate to send for r. A terminal without a clock
 // battery boots with a wrong time and is set right by NTP later; a scan

@@ -68,6 +68,10 @@ type Options struct {
 	Redactor      *redact.Redactor
 	Now           func() time.Time // nil = Clock.Now
 	Clock         clock.Clock      // nil = the system clock
+	// Recrypt re-encrypts an idCard encrypted with the key of another
+	// app_id (a record stored while app_id was mistyped) for this AppID;
+	// nil = records are sent as stored.
+	Recrypt func(keyAppID, idCard string) (string, error)
 	// Platform receives what the uploader sees of the platform; nil = a
 	// new one (see Uploader.Platform).
 	Platform *Platform
@@ -546,12 +550,21 @@ func (u *Uploader) attempt(ctx context.Context, r queue.Record, log *slog.Logger
 
 // send makes one POST to scanrecord.jhtm.
 func (u *Uploader) send(ctx context.Context, r queue.Record, tok string, log *slog.Logger) Result {
+	if _, known := u.plat.Skew(); !known {
+		u.measureSkew(ctx)
+	}
 	vals := url.Values{}
 	vals.Set("termName", r.TermName)
 	vals.Set("termSn", r.TermSn)
 	vals.Set("name", r.Name)
 	vals.Set("xgh", r.Xgh)
-	vals.Set("idCard", r.IDCard)
+	idCard := r.IDCard
+	if r.KeyAppID != "" && r.KeyAppID != u.opts.AppID && idCard != "" && u.opts.Recrypt != nil {
+		if c, err := u.opts.Recrypt(r.KeyAppID, idCard); err == nil {
+			idCard = c
+		}
+	}
+	vals.Set("idCard", idCard)
 	vals.Set("userType", r.UserType)
 	vals.Set("scanDate", u.scanTime(r, log).In(u.opts.Location).Format(u.layout))
 	vals.Set("appId", u.opts.AppID)
