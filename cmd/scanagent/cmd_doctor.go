@@ -175,7 +175,7 @@ func (d *doctor) checkDataDir(cfg *config.Config) {
 func diskFix(err error) string {
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.EDQUOT):
-		return "the disk is full (or a size limit is reached): free space on the data_dir's file system (df -h); scans wait in the serial buffer meanwhile"
+		return "the disk is full (or a size limit is reached): free space on the data_dir's file system (df -h); until then new scans are refused (ack_fail)"
 	case errors.Is(err, syscall.EROFS):
 		return "the file system is read-only (a failing SD card or disk is remounted so): check the system log (dmesg) and the disk"
 	case errors.Is(err, os.ErrPermission):

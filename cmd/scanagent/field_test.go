@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -125,6 +127,9 @@ func TestMistypedAppIDHolds(t *testing.T) {
 	const n = 8
 	scanPeople(t, r, acks, 0, n)
 	waitLong(t, 10*time.Second, func() bool { return strings.Contains(a.logs.String(), "uploads held") }, a.logs)
+	// doctor asks the running agent and names the key at fault.
+	failed := doctorJSON(t, badPath)
+	wantFailure(t, failed, "refused for the fields", "[platform] app_id")
 	// The probes go on; nothing more dies.
 	time.Sleep(200 * time.Millisecond)
 	a.stop()
