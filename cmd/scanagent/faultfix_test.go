@@ -216,5 +216,3 @@ func TestFaultDiskFull(t *testing.T) {
 	cfg := validConfig(t, filepath.Join(t.TempDir(), "data"), r.url, r.slave.Name())
 	wantFailure(t, doctorJSON(t, writeFile(t, "c.toml", cfg), "SCANAGENT_TEST_FSIZE0=1"), "writable", "disk is full")
 }
-
-

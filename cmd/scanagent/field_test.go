@@ -255,7 +255,8 @@ func TestClockJumpCorrectsScanDates(t *testing.T) {
 	r := newRig(t, devserver.Options{})
 	r.srv.SetMode(devserver.ModeDown)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	cfgPath := writeFile(t, "c.toml", validConfig(t, dataDir, r.url, r.slave.Name()))
+	cfg := strings.Replace(validConfig(t, dataDir, r.url, r.slave.Name()), "[upload]", "[queue]\nkeep_delivered = 10\n\n[upload]", 1)
+	cfgPath := writeFile(t, "c.toml", cfg)
 	const years3 = 3 * 365 * 24 * time.Hour
 	clk := clock.NewShifted(nil, -years3)
 	a := runLive(t, cfgPath, clk)
@@ -271,6 +272,13 @@ func TestClockJumpCorrectsScanDates(t *testing.T) {
 	}
 	a.stop()
 	acceptedOnce(t, r.srv, n)
+	// queue show keeps the local stamp and shows the time sent.
+	_, out, _ := cli(t, cfgPath, "queue", "show", "1")
+	year := func(d time.Duration) string { return fmt.Sprint(time.Now().Add(d).Year()) }
+	if !strings.Contains(out, "scanTime:") || !strings.Contains(out, year(-years3)) || !strings.Contains(out, "sentScanTime:") ||
+		!strings.Contains(out, year(0)) || !strings.Contains(out, "corrected") {
+		t.Errorf("queue show does not show both times:\n%s", out)
+	}
 }
 
 // TestTokenOutageRecovery: after an outage in which token fetches failed,
