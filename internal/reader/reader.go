@@ -322,7 +322,7 @@ func (r *Reader) Run(ctx context.Context) error {
 				state = linkUnavailable
 			}
 			lastErr = msg
-			if !sleep(ctx, r.retry) {
+			if !r.sleep(ctx, r.retry) {
 				break
 			}
 			continue
@@ -344,7 +344,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact.IDNumbers(err.Error()), keyRetry, r.retry.String())
 		state, lastErr = linkLost, ""
-		if !sleep(ctx, r.retry) {
+		if !r.sleep(ctx, r.retry) {
 			break
 		}
 	}
@@ -353,15 +353,8 @@ func (r *Reader) Run(ctx context.Context) error {
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func (r *Reader) sleep(ctx context.Context, d time.Duration) bool {
+	return clock.Sleep(r.clock, d, ctx.Done())
 }
 
 // openPort resolves and opens the port. The path is returned for logging.

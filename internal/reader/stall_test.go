@@ -1,9 +1,12 @@
 package reader
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"scanagent/internal/clock"
 )
 
 // TestRunLogsFramingMismatch: bytes arrive but no frame ends (the scanner
@@ -47,4 +50,27 @@ func TestRunLogsLineNoise(t *testing.T) {
 	if log := h.logs.String(); !strings.Contains(log, "line noise") || !strings.Contains(log, "check baud") {
 		t.Fatalf("the log does not say check baud:\n%s", log)
 	}
+}
+
+// TestRetryOnDrivenClock: a missing port is retried every RetryInterval
+// of the reader's clock; on a driven clock an hour's interval takes no
+// real time, and exactly one retry happens per interval.
+func TestRetryOnDrivenClock(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	h := startReader(t, testConfig(filepath.Join(t.TempDir(), "ttyNOPE")), Options{Clock: fake, RetryInterval: time.Hour})
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(waitTimeout)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out: %s\n%s", what, h.logs.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := int64(1); i <= 3; i++ {
+		waitUntil("the reader waiting to retry", func() bool { return h.opens.Load() == i && fake.Waiters() == 1 })
+		fake.Advance(time.Hour)
+	}
+	waitUntil("the fourth try", func() bool { return h.opens.Load() == 4 })
 }
