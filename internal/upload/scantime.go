@@ -12,8 +12,13 @@ import (
 
 // measureSkew asks the platform's origin for anything (HEAD /) to read its
 // clock before the first record goes out, so that a scan stamped by a
-// wrong clock is corrected from the first upload on.
+// wrong clock is corrected from the first upload on. It asks at most once
+// per retry_max (not on every attempt of an outage).
 func (u *Uploader) measureSkew(ctx context.Context) {
+	now, last := u.clock.Now().UnixNano(), u.skewTry.Load()
+	if last != 0 && now-last < int64(u.opts.RetryMax) && now >= last || !u.skewTry.CompareAndSwap(last, now) {
+		return
+	}
 	target, err := url.Parse(u.opts.ScanURL)
 	if err != nil {
 		return

@@ -76,12 +76,11 @@ func (u *Uploader) refused(probe bool, r queue.Record, fields []string, reason s
 	}
 	why := fmt.Sprintf("%d records in a row refused for the fields %s (%s)", len(s.ids)+1, key, reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	n, err := u.q.Revive(ctx, "held: "+why, s.ids...)
+	_, err := u.q.Revive(ctx, "held: "+why, s.ids...)
 	cancel()
 	if err != nil {
 		log.Error("could not move the refused records back to pending; retry them with `scanagent queue retry --all-dead` after the fix", "err", err.Error())
 	}
-	u.dead.Add(-int64(n))
 	s.ids = nil
 	s.held, s.heldKey = true, key
 	u.gate.hold(probe)

@@ -71,6 +71,7 @@ type TokenSource struct {
 	badCreds  bool
 	fetches   atomic.Int64
 	refreshAt time.Time
+	failures  uint64 // fetches failed so far
 }
 
 // NewTokenSource returns a token source for the token endpoint tokenURL.
@@ -105,6 +106,9 @@ func (ts *TokenSource) Fetches() int64 { return ts.fetches.Load() }
 
 // Token returns a valid access token, fetching one if needed.
 func (ts *TokenSource) Token(ctx context.Context) (string, error) {
+	ts.mu.Lock()
+	failed := ts.failures
+	ts.mu.Unlock()
 	select {
 	case ts.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -126,7 +130,10 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 		ts.mu.Unlock()
 		return cur.AccessToken, nil
 	}
-	if now.Before(ts.errUntil) {
+	// A fetch that failed while this caller waited its turn answers it
+	// too: callers queued behind a failing fetch do not each try again
+	// (the uploader's backoff decides when the next one goes).
+	if now.Before(ts.errUntil) || ts.failures != failed && ts.lastErr != nil {
 		err := ts.lastErr
 		ts.mu.Unlock()
 		if valid {
@@ -171,6 +178,7 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 			ts.badCreds = true
 		}
 		ts.errUntil, ts.lastErr = ts.now().Add(wait), err
+		ts.failures++
 		if valid { // still valid: keep using it and refresh later
 			return cur.AccessToken, nil
 		}

@@ -103,6 +103,7 @@ type Uploader struct {
 	rewind chan struct{}   // the dispatcher starts again from the oldest
 
 	delivered, dead, transient, counted, badToken, held, corrected atomic.Int64
+	skewTry                                                        atomic.Int64 // when the clock was last asked for (Unix ns)
 }
 
 // New checks the options and returns an uploader. client should not follow
@@ -203,9 +204,6 @@ func (u *Uploader) Stats() Stats {
 // Platform is the platform's state as this uploader (and the token source
 // sharing it) sees it.
 func (u *Uploader) Platform() *Platform { return u.plat }
-
-// Healthy reports whether the last attempt reached the platform.
-func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
 
 // Run uploads until ctx ends. Records in flight when ctx ends stay pending;
 // deliveries already answered are committed before Run returns.
