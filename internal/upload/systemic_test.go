@@ -68,7 +68,11 @@ func TestSystemicHoldProbesOncePerRetryMax(t *testing.T) {
 	fake.Advance(retryMax)
 	waitFor(t, "backlog delivered", func() bool { return r.stats(t).Pending == 0 })
 	if got := len(p.got()); got != 6 {
-		t.Fatalf("platform got %d records, want 6", got)
+		var xs []string
+		for _, v := range p.got() {
+			xs = append(xs, v.Get("xgh"))
+		}
+		t.Fatalf("platform got %d records, want 6: %v\n%s", got, xs, r.logBuf.String())
 	}
 	if st := plat.Status(); st.State == StateHeld {
 		t.Fatalf("state after success: %+v", st) // clock skewed: the fake clock is not the server's

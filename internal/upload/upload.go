@@ -98,9 +98,10 @@ type Uploader struct {
 	plat   *Platform
 	streak streak
 
-	ownMu  sync.Mutex
-	owned  map[uint64]bool // records a worker has
-	rewind chan struct{}   // the dispatcher starts again from the oldest
+	ownMu    sync.Mutex
+	owned    map[uint64]struct{} // records a worker has
+	finished map[uint64]struct{} // records delivered or dead since the dispatcher's last read
+	rewind   chan struct{}       // the dispatcher starts again from the oldest
 
 	delivered, dead, transient, counted, badToken, held, corrected atomic.Int64
 	skewTry                                                        atomic.Int64 // when the clock was last asked for (Unix ns)
@@ -162,7 +163,8 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 		opts.Rand = rand.Float64
 	}
 	u := &Uploader{q: q, tokens: tokens, client: client, opts: opts, layout: layout, log: opts.Logger,
-		clock: opts.Clock, plat: opts.Platform, owned: map[uint64]bool{}, rewind: make(chan struct{}, 1)}
+		clock: opts.Clock, plat: opts.Platform, owned: map[uint64]struct{}{}, finished: map[uint64]struct{}{},
+		rewind: make(chan struct{}, 1)}
 	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand, opts.Clock)
 	u.hold.changed = make(chan struct{})
 	return u, nil
@@ -225,8 +227,8 @@ func (u *Uploader) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for r := range jobs {
-				u.deliver(ctx, inflight, r)
-				u.disown(r.ID)
+				released := u.deliver(ctx, inflight, r)
+				u.disown(r.ID, !released && ctx.Err() == nil)
 			}
 		}()
 	}
@@ -249,6 +251,7 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			cursor = 0
 		default:
 		}
+		u.newRead()
 		recs, err := u.q.Pending(cursor, 64)
 		if err != nil {
 			u.log.Error("reading the queue failed", "err", err.Error())
@@ -276,10 +279,10 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			select {
 			case jobs <- r:
 			case <-u.rewind:
-				u.disown(r.ID)
+				u.unown(r.ID)
 				cursor = 0
 			case <-ctx.Done():
-				u.disown(r.ID)
+				u.unown(r.ID)
 				return nil
 			}
 			if cursor == 0 {
@@ -289,18 +292,49 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 	}
 }
 
-// own marks id as handed to a worker; false if one has it already.
+// newRead: the dispatcher reads the queue again. Records finished before
+// are not in what it reads (their delete or move is committed before
+// disown), so it forgets them.
+func (u *Uploader) newRead() {
+	u.ownMu.Lock()
+	defer u.ownMu.Unlock()
+	clear(u.finished)
+}
+
+// own marks id as handed to a worker. It is false when a worker has it
+// (given back still pending, it is looked at again: see disown), or when it was delivered
+// or moved to dead since the dispatcher read it: after a rewind, what the
+// dispatcher read may include records a worker finished meanwhile.
 func (u *Uploader) own(id uint64) bool {
 	u.ownMu.Lock()
 	defer u.ownMu.Unlock()
-	if u.owned[id] {
+	if _, busy := u.owned[id]; busy {
 		return false
 	}
-	u.owned[id] = true
+	if _, done := u.finished[id]; done {
+		return false
+	}
+	u.owned[id] = struct{}{}
 	return true
 }
 
-func (u *Uploader) disown(id uint64) {
+// disown: a worker gives id back, finished when it left the pending
+// records. One given back still pending (a systemic hold) makes the
+// dispatcher start again from the oldest, as its cursor is past it.
+func (u *Uploader) disown(id uint64, finished bool) {
+	u.ownMu.Lock()
+	delete(u.owned, id)
+	if finished {
+		u.finished[id] = struct{}{}
+	}
+	u.ownMu.Unlock()
+	if !finished {
+		u.again()
+	}
+}
+
+// unown: the dispatcher did not hand id out after all.
+func (u *Uploader) unown(id uint64) {
 	u.ownMu.Lock()
 	defer u.ownMu.Unlock()
 	delete(u.owned, id)
@@ -314,16 +348,17 @@ func (u *Uploader) again() {
 	}
 }
 
-// deliver works on one record until it is delivered, dead, or ctx ends.
-func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
+// deliver works on one record until it is delivered, dead, or ctx ends,
+// or gives it back still pending (a systemic hold): then it reports true.
+func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (released bool) {
 	log := u.log.With("record", r.ID)
 	for try := 0; ctx.Err() == nil; try++ {
 		if err := u.hold.wait(ctx); err != nil {
-			return
+			return false
 		}
 		probe, err := u.gate.acquire(ctx)
 		if err != nil {
-			return
+			return false
 		}
 		if try > 0 {
 			// While this worker waited, the record may have been dropped,
@@ -332,7 +367,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 			if errors.Is(err, queue.ErrNotFound) {
 				u.gate.release(probe)
 				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
-				return
+				return false
 			}
 			if err == nil {
 				cur.Attempts = r.Attempts
@@ -350,40 +385,39 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 			u.healthy()
 			u.resume()
 			u.forget(ctx, r, log)
-			return
+			return false
 		case Systemic:
 			u.held.Add(1)
 			u.healthy()
 			u.holdSystemic(probe, "", reason, res.Fix)
 			u.note(r, "held: "+reason, u.gate.nextTry(), log)
-			u.again()
-			return
+			return true
 		case Dead:
 			u.healthy()
 			if len(res.Fields) > 0 {
 				if u.refused(probe, r, res.Fields, reason, log) {
 					u.held.Add(1)
-					u.again()
+					return true
 				}
-				return
+				return false
 			}
 			u.resetStreak()
 			u.dead.Add(1)
 			u.kill(r, reason, log)
-			return
+			return false
 		case Counted:
 			u.counted.Add(1)
 			u.healthy()
 			r.Attempts++
 			if r.Attempts >= u.opts.MaxErrorAttempts {
 				u.kill(r, fmt.Sprintf("%s (after %d attempts)", reason, r.Attempts), log)
-				return
+				return false
 			}
 			wait := u.gate.backoff(r.Attempts)
 			u.note(r, reason, u.opts.Now().Add(wait), log)
 			log.Warn("platform answered with an error; will retry", "attempt", r.Attempts, "reason", reason)
 			if !clock.Sleep(u.clock, wait, ctx.Done()) {
-				return
+				return false
 			}
 		default: // Transient, or a token the platform kept refusing
 			u.transient.Add(1)
@@ -394,6 +428,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 			u.note(r, reason, u.gate.nextTry(), log)
 		}
 	}
+	return false
 }
 
 // healthy: the platform answered as the platform. Its state says so; the
