@@ -91,7 +91,7 @@ func (u *Uploader) refused(probe bool, r queue.Record, fields []string, reason s
 
 // holdSystemic holds the queue for an answer that says the endpoint is
 // wrong (404, 405).
-func (u *Uploader) holdSystemic(probe bool, _ string, reason, fix string) {
+func (u *Uploader) holdSystemic(probe bool, reason, fix string) {
 	s := &u.streak
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,9 +1,15 @@
 // Package upload delivers queued scan records to the campus platform's
 // scanrecord.jhtm endpoint (SPEC §2): a single-flight token source, the
-// outcome table, exponential backoff with jitter shared by all workers, and a
-// dispatcher that streams the backlog oldest first and wakes on every new
-// record. It never deletes a record without a "success" answer. It does not
-// read serial ports or own the queue file.
+// outcome table, exponential backoff with jitter shared by all workers (token
+// fetches included), and a dispatcher that streams the backlog oldest first
+// and wakes on every new record. Systemic refusals (404/405, or hold_after
+// records in a row refused for the same fields) hold the queue instead of
+// killing it (systemic.go). It keeps the one platform state the rest of the
+// agent reads (Platform, platform.go), measures the platform's clock from
+// each answer's Date header, and corrects the scan time of records stamped
+// while the local clock was wrong (scantime.go). Network faults are named
+// with their fix (Diagnose). It never deletes a record without a "success"
+// answer. It does not read serial ports or own the queue file.
 package upload
 
 import (
@@ -376,7 +382,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
-			return // shutting down: the record stays pending
+			return false // shutting down: the record stays pending
 		}
 		reason := u.opts.Redactor.String(res.Reason)
 		switch res.Outcome {
@@ -389,7 +395,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		case Systemic:
 			u.held.Add(1)
 			u.healthy()
-			u.holdSystemic(probe, "", reason, res.Fix)
+			u.holdSystemic(probe, reason, res.Fix)
 			u.note(r, "held: "+reason, u.gate.nextTry(), log)
 			return true
 		case Dead:
