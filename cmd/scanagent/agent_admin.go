@@ -67,7 +67,7 @@ func (a *agent) metrics() admin.Metrics {
 		m.PlatformStates[string(s)] = s == st.State
 	}
 	m.ClockSkew, m.ClockSkewKnown = st.Skew.Seconds(), st.SkewKnown
-	m.ScanTimesCorrected = u.Corrected
+	m.ScanTimesCorrected, m.ScanTimesUncorrectable = u.Corrected, u.Uncorrectable
 	if s, err := a.q.Stats(); err == nil {
 		m.Pending, m.Dead, m.Rejected = s.Pending, s.Dead, s.Rejected
 		if s.OldestPending != nil {

@@ -39,8 +39,11 @@ type Metrics struct {
 	ClockSkewKnown bool
 	// ScanTimesCorrected counts uploads sent with a corrected scanDate.
 	ScanTimesCorrected int64
-	QueueFull          bool
-	QueueWriteFailed   bool
+	// ScanTimesUncorrectable counts uploads sent with a plainly wrong
+	// scanDate (before 2020, or in the future) that could not be corrected.
+	ScanTimesUncorrectable int64
+	QueueFull              bool
+	QueueWriteFailed       bool
 }
 
 // ReaderMetrics are one reader's counters.
@@ -129,6 +132,7 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 	}
 	family(w, "scanagent_platform_clock_skew_seconds", "gauge", "The platform's clock minus the local clock in seconds, from the last answer's Date header (absent before the first answer).", skew)
 	family(w, "scanagent_scan_times_corrected_total", "counter", "Uploads sent with a scanDate corrected for a wall clock that was wrong when the scan was stamped.", one(float64(m.ScanTimesCorrected)))
+	family(w, "scanagent_scan_times_uncorrectable_total", "counter", "Uploads sent as stamped with a plainly wrong scanDate (before 2020, or in the future) that could not be corrected.", one(float64(m.ScanTimesUncorrectable)))
 }
 
 func family(w *bufio.Writer, name, typ, help string, samples []sample) {

@@ -10,6 +10,9 @@ import (
 	"scanagent/internal/queue"
 )
 
+// plainlyWrongBefore: no scan is stamped before this by a right clock.
+var plainlyWrongBefore = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // measureSkew asks the platform's origin for anything (HEAD /) to read its
 // clock before the first record goes out, so that a scan stamped by a
 // wrong clock is corrected from the first upload on. It asks at most once
@@ -50,7 +53,10 @@ func (u *Uploader) measureSkew(ctx context.Context) {
 //     max_clock_skew, the stamp moved by that difference (the clock is
 //     still wrong, so it was when the scan was stamped).
 //
-// A difference within max_clock_skew is not corrected.
+// A difference within max_clock_skew is not corrected. A scan that cannot
+// be corrected but is plainly wrong (stamped in the future, or before
+// 2020: a clock that booted at its epoch) is sent as stamped and counted
+// (Stats.Uncorrectable).
 func (u *Uploader) scanTime(r queue.Record, log *slog.Logger) time.Time {
 	t := r.ScanTime
 	skew, known := u.plat.Skew()
@@ -65,6 +71,9 @@ func (u *Uploader) scanTime(r queue.Record, log *slog.Logger) time.Time {
 	case skew != 0:
 		est = t.Add(skew)
 	default:
+		if t.Before(plainlyWrongBefore) || t.After(u.clock.Now().Add(u.opts.MaxClockSkew)) {
+			u.uncorrectable.Add(1)
+		}
 		return t
 	}
 	if d := est.Sub(t); d <= u.opts.MaxClockSkew && d >= -u.opts.MaxClockSkew {

@@ -147,11 +147,19 @@ func TestScanTimeCorrectedAfterJump(t *testing.T) {
 	if err != nil || !cur.ScanTime.Equal(stamped) || !cur.SentScanTime.Equal(want) {
 		t.Fatalf("stored: stamp %v, sent %v (%v); want %v and %v", cur.ScanTime, cur.SentScanTime, err, stamped, want)
 	}
-	// Stamped in another boot, and the clock now right: sent as stamped.
+	// Stamped in another boot, and the clock now right: sent as stamped,
+	// and counted as plainly wrong when it is.
 	other := *rec
 	other.Boot = "another-boot"
 	if got := u.scanTime(other, u.log); !got.Equal(stamped) {
 		t.Fatalf("another boot: %v, want the stamp", got)
+	}
+	if n := u.Stats().Uncorrectable; n != 0 {
+		t.Fatalf("a 2023 stamp counted as plainly wrong (%d)", n)
+	}
+	other.ScanTime = time.Date(1970, 1, 1, 0, 5, 0, 0, time.UTC)
+	if got := u.scanTime(other, u.log); !got.Equal(other.ScanTime) || u.Stats().Uncorrectable != 1 {
+		t.Fatalf("a 1970 stamp: sent %v, counted %d; want as stamped and counted", got, u.Stats().Uncorrectable)
 	}
 }
 

@@ -88,6 +88,7 @@ type Options struct {
 type Stats struct {
 	Delivered, Dead, Transient, Counted, BadToken, Held int64
 	Corrected                                           int64 // attempts sent with a corrected scanDate
+	Uncorrectable                                       int64 // attempts sent with a plainly wrong scanDate that could not be corrected
 }
 
 // Uploader drains the queue to the platform.
@@ -109,8 +110,8 @@ type Uploader struct {
 	finished map[uint64]struct{} // records delivered or dead since the dispatcher's last read
 	rewind   chan struct{}       // the dispatcher starts again from the oldest
 
-	delivered, dead, transient, counted, badToken, held, corrected atomic.Int64
-	skewTry                                                        atomic.Int64 // when the clock was last asked for (Unix ns)
+	delivered, dead, transient, counted, badToken, held, corrected, uncorrectable atomic.Int64
+	skewTry                                                                       atomic.Int64 // when the clock was last asked for (Unix ns)
 }
 
 // New checks the options and returns an uploader. client should not follow
@@ -206,7 +207,7 @@ func NewHTTPClient(timeout time.Duration, caFile string, concurrency int) (*http
 // Stats returns the attempt counters.
 func (u *Uploader) Stats() Stats {
 	return Stats{Delivered: u.delivered.Load(), Dead: u.dead.Load(), Transient: u.transient.Load(),
-		Counted: u.counted.Load(), BadToken: u.badToken.Load(), Held: u.held.Load(), Corrected: u.corrected.Load()}
+		Counted: u.counted.Load(), BadToken: u.badToken.Load(), Held: u.held.Load(), Corrected: u.corrected.Load(), Uncorrectable: u.uncorrectable.Load()}
 }
 
 // Platform is the platform's state as this uploader (and the token source
