@@ -101,6 +101,5 @@ func ignored(g string) bool {
 			return true
 		}
 	}
-	// Idle connections of http.DefaultTransport's pool are the process's.
-	return strings.Contains(g, "net/http.(*persistConn)") && strings.Contains(g, "DefaultTransport")
+	return false
 }
