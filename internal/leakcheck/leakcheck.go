@@ -87,7 +87,7 @@ func id(g string) string {
 
 func ignored(g string) bool {
 	for _, s := range []string{
-		"scanagent/internal/leakcheck.",
+		"scanagent/internal/leakcheck.Main(",
 		"testing.(*M).",
 		"testing.tRunner",
 		"testing.runTests",
