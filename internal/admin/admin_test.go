@@ -94,6 +94,9 @@ func TestMetricsFormat(t *testing.T) {
 		OldestPendingAge: 12.5,
 		TokenFetches:     2,
 		QueueFull:        true,
+		PlatformStates:   map[string]bool{"reachable": false, "held": true, "clock skewed": false},
+		ClockSkew:        -94608000,
+		ClockSkewKnown:   true,
 	}
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
@@ -110,6 +113,8 @@ func TestMetricsFormat(t *testing.T) {
 		"scanagent_queue_full 1\n",
 		"scanagent_queue_write_failed 0\n",
 		"# TYPE scanagent_token_fetches_total counter\nscanagent_token_fetches_total 2\n",
+		"scanagent_platform_state{state=\"clock skewed\"} 0\nscanagent_platform_state{state=\"held\"} 1\nscanagent_platform_state{state=\"reachable\"} 0\n",
+		"# TYPE scanagent_platform_clock_skew_seconds gauge\nscanagent_platform_clock_skew_seconds -94608000\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)
