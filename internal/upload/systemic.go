@@ -122,5 +122,5 @@ func (u *Uploader) unholdLocked() {
 	s.held, s.heldKey = false, ""
 	u.plat.unhold()
 	u.gate.success()
-	u.log.Info("uploads resumed: the platform accepts records again")
+	u.log.Info("uploads resumed: the platform no longer refuses every record the same way")
 }
