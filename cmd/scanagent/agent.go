@@ -14,6 +14,7 @@ import (
 
 	"scanagent/internal/admin"
 	"scanagent/internal/alerts"
+	"scanagent/internal/clock"
 	"scanagent/internal/config"
 	"scanagent/internal/crypto"
 	"scanagent/internal/logfile"
@@ -43,6 +44,8 @@ type agent struct {
 	started time.Time
 	// delivered notes when the platform last accepted a record.
 	delivered *deliveryClock
+	clock     clock.Clock
+	plat      *upload.Platform
 }
 
 // newLogger builds the agent's logger: text lines to w at the configured
@@ -83,12 +86,11 @@ func openLog(cfg *config.Config, fallback io.Writer) (w io.Writer, closeLog func
 	return lf, func() { lf.Close() }, lf.Reopen, nil
 }
 
-// newAgent opens the queue and builds every component. now is the clock
-// (nil = time.Now).
-func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agent, error) {
-	if now == nil {
-		now = time.Now
-	}
+// newAgent opens the queue and builds every component. clk is the clock
+// (nil = the system clock).
+func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, error) {
+	clk = clock.Or(clk)
+	now := clk.Now
 	secret, err := cfg.ClientSecret()
 	if err != nil {
 		return nil, err
@@ -107,7 +109,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	}
 	dbPath := filepath.Join(cfg.Agent.DataDir, queueFile)
 	q, moved, err := queue.OpenOrQuarantine(dbPath, queue.Options{
-		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Now: now,
+		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Clock: clk,
 	})
 	if errors.Is(err, queue.ErrLocked) {
 		return nil, fmt.Errorf("%w\nanother scanagent already runs with data_dir %s (two agents would fight over the scanners): "+
@@ -121,7 +123,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 			"scans in the old file were NOT uploaded: recover what is readable with `scanagent queue salvage "+moved+"`",
 			"moved_to", moved)
 	}
-	a := &agent{cfg: cfg, log: log, q: q, now: now, started: time.Now(), delivered: &deliveryClock{Queue: q}}
+	a := &agent{cfg: cfg, log: log, q: q, now: now, clock: clk, started: time.Now(), delivered: &deliveryClock{Queue: q}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -134,14 +136,29 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 		return nil, err
 	}
 	base := strings.TrimRight(cfg.Platform.BaseURL, "/")
+	a.plat = upload.NewPlatform(upload.PlatformOptions{Clock: clk, Logger: log.With("component", "platform"),
+		MaxClockSkew: cfg.Upload.MaxClockSkew.Duration, Proxy: upload.ProxyFor(client, base+cfg.Platform.ScanPath)})
 	a.tokens = upload.NewTokenSource(client, base+cfg.Platform.TokenPath, cfg.Platform.ClientID, secret, q, upload.TokenOptions{
 		RefreshBefore: cfg.Platform.TokenRefreshBefore.Duration, Logger: log.With("component", "token"), Redactor: red, Now: now,
+		Platform: a.plat,
 	})
 	a.up, err = upload.New(a.delivered, a.tokens, client, upload.Options{
 		ScanURL: base + cfg.Platform.ScanPath, AppID: cfg.Platform.AppID, Params: cfg.Platform.Params,
 		Concurrency: cfg.Upload.Concurrency, RetryInitial: cfg.Upload.RetryInitial.Duration, RetryMax: cfg.Upload.RetryMax.Duration,
 		MaxErrorAttempts: cfg.Upload.MaxErrorAttempts, DateFormat: cfg.Upload.DateFormat, Location: loc,
-		Logger: log.With("component", "upload"), Redactor: red, Now: now,
+		HoldAfter: cfg.Upload.HoldAfter, MaxClockSkew: cfg.Upload.MaxClockSkew.Duration,
+		Recrypt: func(keyAppID, idCard string) (string, error) {
+			old, err := crypto.New(keyAppID, crypto.Options{Mode: cfg.Crypto.Mode, Encoding: cfg.Crypto.Encoding, IV: cfg.Crypto.IV})
+			if err != nil {
+				return "", err
+			}
+			plain, err := old.Decrypt(idCard)
+			if err != nil {
+				return "", err
+			}
+			return ci.Encrypt(plain)
+		},
+		Logger: log.With("component", "upload"), Redactor: red, Clock: clk, Platform: a.plat,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("[upload]: %w", err)
@@ -149,7 +166,7 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 	a.tap = reader.NewTap()
 	for _, rc := range cfg.Readers {
 		r, err := reader.New(rc, q, reader.Options{
-			Logger: log, Now: now, Encrypt: ci.Encrypt, DedupeWindow: cfg.Queue.DedupeWindow.Duration, Tap: a.tap,
+			Logger: log, Clock: clk, Encrypt: ci.Encrypt, KeyAppID: cfg.Platform.AppID, DedupeWindow: cfg.Queue.DedupeWindow.Duration, Tap: a.tap,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("reader %s: %w", rc.Name, err)
@@ -165,9 +182,17 @@ func newAgent(cfg *config.Config, log *slog.Logger, now func() time.Time) (*agen
 
 // health is the /healthz summary.
 func (a *agent) health() admin.Health {
-	h := admin.Health{OK: true, Platform: "reachable", Readers: map[string]bool{}}
-	if !a.up.Healthy() {
-		h.Platform = "failing"
+	st := a.plat.Status()
+	h := admin.Health{OK: true, Platform: string(st.State), Readers: map[string]bool{}}
+	h.PlatformDetail = &admin.PlatformHealth{State: string(st.State), Since: st.Since, Reason: st.Reason, Fix: st.Fix}
+	if st.SkewKnown {
+		s := st.Skew.Seconds()
+		h.PlatformDetail.ClockSkewSeconds = &s
+	}
+	if st.State != upload.StateReachable && st.State != upload.StateUnknown && st.State != upload.StateUnreachable {
+		// Scans are still taken, but nothing reaches the platform until
+		// someone acts: say so where a monitor looks.
+		h.Problems = append(h.Problems, fmt.Sprintf("platform %s: %s; fix: %s", st.State, st.Reason, st.Fix))
 	}
 	for i, r := range a.readers {
 		h.Readers[a.cfg.Readers[i].Name] = r.Connected()

@@ -13,6 +13,7 @@ import (
 
 	"scanagent/internal/admin"
 	"scanagent/internal/queue"
+	"scanagent/internal/upload"
 )
 
 // oldTokenFile is the bearer token of versions that served the queue API on
@@ -62,7 +63,7 @@ func (a *agent) metrics() admin.Metrics {
 	}
 	u := a.up.Stats()
 	m.Uploads = map[string]int64{"delivered": u.Delivered, "dead": u.Dead, "platform_error": u.Counted,
-		"transient": u.Transient, "bad_token": u.BadToken}
+		"transient": u.Transient, "bad_token": u.BadToken, "held": u.Held}
 	m.TokenFetches = a.tokens.Fetches()
 	m.TokenFailures = a.tokens.Failures()
 	cm, _ := buildStamp()
@@ -71,6 +72,13 @@ func (a *agent) metrics() admin.Metrics {
 	m.AlertsActive = len(a.alerts.Active())
 	sent, refused, failed := a.alerts.Counts()
 	m.Alerts = map[string]int64{"sent": sent, "refused": refused, "failed": failed}
+	st := a.plat.Status()
+	m.PlatformStates = map[string]bool{}
+	for _, s := range upload.States {
+		m.PlatformStates[string(s)] = s == st.State
+	}
+	m.ClockSkew, m.ClockSkewKnown = st.Skew.Seconds(), st.SkewKnown
+	m.ScanTimesCorrected, m.ScanTimesUncorrectable = u.Corrected, u.Uncorrectable
 	if s, err := a.q.Stats(); err == nil {
 		m.Pending, m.Dead, m.Rejected = s.Pending, s.Dead, s.Rejected
 		if s.OldestPending != nil {

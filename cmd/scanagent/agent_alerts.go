@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"scanagent/internal/upload"
 	"strings"
 	"time"
 
@@ -53,6 +54,11 @@ func (a *agent) wireAlerts() {
 		}))
 	}
 	e.AddSource(alerts.CredentialsSource(a.tokens.CredentialsRefused))
+	e.AddSource(alerts.HoldSource(func() (time.Time, bool, string) {
+		st := a.plat.Status()
+		return st.Since, st.State == upload.StateHeld, st.Reason
+	}))
+	e.AddSource(alerts.ClockSkewSource(a.plat.Skew, a.plat.MaxClockSkew()))
 	e.AddSource(alerts.QueueFullSource(func() (uint64, error) {
 		s, err := a.q.Stats()
 		return s.Pending, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/config"
 	"scanagent/internal/devserver"
 	"scanagent/internal/termtext"
@@ -61,7 +62,7 @@ type demoOptions struct {
 	Outage   time.Duration    // how long it stays down
 	Faults   []devserver.Mode // what the platform does during the outage, in equal turns; nil = down
 	RetryMax time.Duration    // the agent's retry_max; 0 = 2s
-	Now      func() time.Time // the agent's clock; nil = time.Now
+	Clock    clock.Clock      // the agent's clock; nil = the system clock
 	Out      io.Writer
 	Live     bool // redraw one progress line (a terminal) instead of printing lines
 	Verbose  bool
@@ -179,7 +180,7 @@ func runDemo(ctx context.Context, o demoOptions) (tally, error) {
 			}
 			return a
 		}}))
-	a, err := newAgent(&cfg, log, o.Now)
+	a, err := newAgent(&cfg, log, o.Clock)
 	if err != nil {
 		return t, err
 	}

@@ -27,6 +27,7 @@ func (c *devserverCmd) Run(ctx context.Context, e *env, args []string) error {
 	fail := fs.Float64("fail", 0, "share of scan calls (0 to 1) answered 503")
 	latency := fs.Duration("latency", 0, "delay added to every scan call")
 	logPath := fs.String("log", "", "append accepted records to FILE as JSON lines (ID numbers masked)")
+	dateShift := fs.Duration("date-shift", 0, "move the Date header of every answer by this much (a platform, or a terminal, with a wrong clock)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func (c *devserverCmd) Run(ctx context.Context, e *env, args []string) error {
 	}
 	srv, err := devserver.New(devserver.Options{
 		AppID: *appID, ClientID: *clientID, ClientSecret: *clientSecret, TokenTTL: *ttl,
-		FailRate: *fail, Latency: *latency, Log: recLog,
+		FailRate: *fail, Latency: *latency, Log: recLog, DateShift: *dateShift,
 		Logger: slog.New(slog.NewTextHandler(e.stderr, nil)),
 	})
 	if err != nil {
@@ -57,7 +58,7 @@ func (c *devserverCmd) Run(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "devserver listening on http://%s (app id %s, client id %s)\n"+
 		"  set [platform] base_url = \"http://%s\"\n"+
-		"  switch faults: curl -X POST 'http://%s%s?m=down'   (ok, down, 503, html, redirect, slow, expire-token)\n"+
+		"  switch faults: curl -X POST 'http://%s%s?m=down'   (ok, down, 503, html, redirect, slow, expire-token, 404)\n"+
 		"  alerts it took (msgsend): curl 'http://%s%s'\n",
 		ln.Addr(), *appID, *clientID, ln.Addr(), ln.Addr(), devserver.ModeCtlPath, ln.Addr(), devserver.MessagesCtlPath)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}

@@ -148,7 +148,11 @@ func (d *doctor) checkDataDir(cfg *config.Config) {
 	d.section = "data_dir"
 	dir := cfg.Agent.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		d.fail("data dir "+dir, err, "create it and give the agent's user write access (the .deb does: /var/lib/scanagent, owner scanagent)")
+		fix := "create it and give the agent's user write access (the .deb does: /var/lib/scanagent, owner scanagent)"
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) {
+			fix = diskFix(err)
+		}
+		d.fail("data dir "+dir, err, fix)
 		return
 	}
 	f, err := os.CreateTemp(dir, ".doctor-*")
@@ -161,10 +165,23 @@ func (d *doctor) checkDataDir(cfg *config.Config) {
 		os.Remove(f.Name())
 	}
 	if err != nil {
-		d.fail("data dir "+dir+" writable", err, "give the agent's user write access, and check the disk is not full or read-only")
+		d.fail("data dir "+dir+" writable", err, diskFix(err))
 		return
 	}
 	d.ok("data dir %s is writable (fsync works)", dir)
+}
+
+// diskFix names the fix for a failed write in data_dir.
+func diskFix(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.EDQUOT):
+		return "the disk is full (or a size limit is reached): free space on the data_dir's file system (df -h); until then new scans are refused (ack_fail)"
+	case errors.Is(err, syscall.EROFS):
+		return "the file system is read-only (a failing SD card or disk is remounted so): check the system log (dmesg) and the disk"
+	case errors.Is(err, os.ErrPermission):
+		return "the agent's user cannot write there: give it the directory (chown -R scanagent: data_dir; the .deb does this for /var/lib/scanagent)"
+	}
+	return "give the agent's user write access, and check the disk is not full or read-only"
 }
 
 // checkQueue opens the queue read-only. A lock held by another process means
@@ -274,23 +291,35 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
 	}
 	req, _ := http.NewRequest(http.MethodPost, u.String(), nil)
+	proxied := ""
 	if proxy, perr := http.ProxyFromEnvironment(req); perr == nil && proxy != nil {
 		d.warn("the platform is reached through the proxy %s (HTTPS_PROXY / HTTP_PROXY; NO_PROXY lists hosts reached directly)", proxy.Redacted())
 		host, port = proxy.Hostname(), proxy.Port()
+		proxied = proxy.Redacted()
+		if port == "" {
+			port = map[string]string{"https": "443", "http": "80"}[proxy.Scheme]
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	addrs, err := net.DefaultResolver.LookupHost(cctx, host)
 	if err != nil {
-		d.fail("DNS "+host, err, "check the terminal's DNS server and network cable")
+		fix := upload.FixDNS
+		if proxied != "" {
+			fix = "the proxy's host name does not resolve: check HTTPS_PROXY / HTTP_PROXY (or list the platform's host in NO_PROXY) and the terminal's DNS server"
+		}
+		d.fail("DNS "+host, err, fix)
 		return
 	}
 	d.ok("DNS %s → %s", host, strings.Join(addrs, ", "))
 	conn, err := (&net.Dialer{}).DialContext(cctx, "tcp", net.JoinHostPort(host, port))
 	if err != nil {
 		fix := "a firewall or the campus network blocks it; ask the network team to open it"
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			fix = "nothing listens there: check the host and port of [platform] base_url (and HTTPS_PROXY / NO_PROXY if a proxy is used)"
+		switch {
+		case proxied != "":
+			fix = upload.FixProxy
+		case errors.Is(err, syscall.ECONNREFUSED):
+			fix = upload.FixRefused
 		}
 		d.fail("TCP "+net.JoinHostPort(host, port), err, fix)
 		return
@@ -298,6 +327,7 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 	d.ok("TCP %s connects", net.JoinHostPort(host, port))
 	if u.Scheme != "https" || host != u.Hostname() {
 		conn.Close()
+		d.checkHTTP(ctx, cfg, proxied)
 		return
 	}
 	tcfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -314,10 +344,57 @@ func (d *doctor) checkPlatform(ctx context.Context, cfg *config.Config) {
 	tc := tls.Client(conn, tcfg)
 	defer tc.Close()
 	if err := tc.HandshakeContext(cctx); err != nil {
-		d.fail("TLS "+host, err, "if the platform uses an intranet CA, set [platform] ca_file; check the terminal's clock")
+		d.fail("TLS "+host, err, upload.Diagnose(err).Fix)
 		return
 	}
 	d.ok("TLS %s verified", host)
+	d.checkHTTP(ctx, cfg, proxied)
+}
+
+// checkHTTP asks base_url for anything (HEAD) the way the agent connects
+// (proxy, ca_file), to see that the platform answers and not a proxy's or
+// a portal's page, and to compare its clock (the Date header) with ours.
+func (d *doctor) checkHTTP(ctx context.Context, cfg *config.Config, proxied string) {
+	d.section = "platform"
+	client, err := upload.NewHTTPClient(cfg.Platform.Timeout.Duration, cfg.Platform.CAFile, 1)
+	if err != nil {
+		d.fail("platform", err, "fix [platform] ca_file")
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, cfg.Platform.Timeout.Duration)
+	defer cancel()
+	req, err := http.NewRequestWithContext(hctx, http.MethodHead, cfg.Platform.BaseURL, nil)
+	if err != nil {
+		d.fail("platform base_url", err, "set [platform] base_url")
+		return
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		f := upload.Diagnose(err)
+		d.fail("HTTP "+cfg.Platform.BaseURL, fmt.Errorf("%s (%v)", f.Cause, err), f.Fix)
+		return
+	}
+	resp.Body.Close()
+	end := time.Now()
+	if proxied != "" && (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout ||
+		resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusForbidden) {
+		d.fail("HTTP "+cfg.Platform.BaseURL, fmt.Errorf("the proxy %s answered %s", proxied, resp.Status), upload.FixProxyPath)
+		return
+	}
+	d.ok("HTTP %s answers (%s)", cfg.Platform.BaseURL, resp.Status)
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		d.warn("clock: the platform's answer carries no Date header to compare the local clock with")
+		return
+	}
+	skew := date.Add(500 * time.Millisecond).Sub(start.Add(end.Sub(start) / 2)).Round(time.Second)
+	d.section = "clock"
+	if max := cfg.Upload.MaxClockSkew.Duration; skew > max || skew < -max {
+		d.fail("clock", fmt.Errorf("%s (max_clock_skew %s): scans would carry wrong dates", upload.SkewText(skew), max), upload.FixClock)
+		return
+	}
+	d.ok("clock within %s of the platform's", upload.Human(skew.Abs()))
 }
 
 func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *admin.Health, running bool) {
@@ -326,10 +403,16 @@ func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *adm
 		switch {
 		case health == nil:
 			d.ok("token: not fetched (a new token would invalidate the running agent's)")
-		case health.Platform == "reachable":
+		case health.Platform == string(upload.StateReachable):
 			d.ok("token: not fetched (it would invalidate the running agent's); the agent reaches the platform")
+		case health.Platform == string(upload.StateUnknown):
+			d.ok("token: not fetched (it would invalidate the running agent's); the agent has not contacted the platform yet")
 		default:
-			d.fail("platform", errors.New("the running agent cannot upload"), "see the agent's log for the reason (network, credentials, platform errors)")
+			why, fix := "the running agent cannot upload", "see the agent's log for the reason (network, credentials, platform errors)"
+			if pd := health.PlatformDetail; pd != nil && pd.Reason != "" {
+				why, fix = pd.Reason, pd.Fix
+			}
+			d.fail("platform "+health.Platform+" (running agent)", errors.New(why), fix)
 		}
 		return
 	}
@@ -362,11 +445,24 @@ func (d *doctor) checkToken(ctx context.Context, cfg *config.Config, health *adm
 	}
 	if _, err := ts.Token(tctx); err != nil {
 		fix := "check base_url and token_path, and the network checks above"
-		if errors.Is(err, upload.ErrBadCredentials) {
+		switch {
+		case errors.Is(err, upload.ErrBadCredentials):
 			fix = "ask the platform's administrators for the right client_id / client_secret"
+		case errors.Is(err, upload.ErrNotToken):
+			fix = upload.FixPortal
+		case isTransport(err):
+			fix = upload.Diagnose(err).Fix
 		}
 		d.fail("token", errors.New(red.Error(err)), fix)
 		return
 	}
 	d.ok("token obtained from %s%s (kept for the agent)", base, cfg.Platform.TokenPath)
+}
+
+// isTransport reports whether err is a request that got no HTTP answer.
+func isTransport(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var ue *url.Error
+	return errors.As(err, &op) || errors.As(err, &dns) || errors.As(err, &ue)
 }

@@ -313,7 +313,12 @@ func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 		row("name", r.Name)
 		row("idCard", orDash(r.IDCard))
 		row("userType", orDash(r.UserType))
-		row("scanTime", localTime(r.ScanTime))
+		row("scanTime", localTime(r.ScanTime)+" (local clock)")
+		if r.SentScanTime.IsZero() {
+			row("sentScanTime", "- (sent as stamped)")
+		} else {
+			row("sentScanTime", localTime(r.SentScanTime)+" (corrected: the clock was wrong when the scan was stamped)")
+		}
 		row("enqueuedAt", localTime(r.EnqueuedAt))
 		row("attempts", strconv.Itoa(r.Attempts))
 		row("lastError", orDash(r.LastError))

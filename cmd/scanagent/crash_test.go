@@ -31,6 +31,10 @@ import (
 // separate build.
 func TestMain(m *testing.M) {
 	if os.Getenv("SCANAGENT_EXEC_MAIN") == "1" {
+		if os.Getenv("SCANAGENT_TEST_FSIZE0") == "1" { // a full disk, for doctor's test
+			signal.Ignore(syscall.SIGXFSZ)
+			syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 0, Max: 0})
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()

@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/devserver"
 )
 
@@ -42,20 +42,10 @@ func TestPlatformFaultCycle(t *testing.T) {
 // nothing is lost or duplicated, and the jump past the token's expiry makes
 // the agent fetch a new one rather than fail.
 func TestClockJumps(t *testing.T) {
-	var mu sync.Mutex
-	offset := time.Duration(0)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return time.Now().Add(offset)
-	}
-	jump := func(d time.Duration) {
-		mu.Lock()
-		offset += d
-		mu.Unlock()
-	}
+	clk := clock.NewShifted(nil, 0)
+	jump := clk.Jump
 	var out bytes.Buffer
-	o := demoOptions{Scans: 30, Interval: 20 * time.Millisecond, Out: &out, Now: clock}
+	o := demoOptions{Scans: 30, Interval: 20 * time.Millisecond, Out: &out, Clock: clk}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -56,7 +56,7 @@ var helpEntries = []helpEntry{
 	{name: "encrypt", synopsis: "--app-id ID [--mode ecb|cbc] [--encoding base64|hex] [--iv IV] VALUE|-", summary: "print VALUE (with -: the first line of standard input) encrypted as the platform expects an idCard",
 		details:  "Use - and type or pipe the ID number, so it does not stay in the shell's history or the process list.",
 		examples: []string{"scanagent encrypt --app-id 01 -", "scanagent encrypt --app-id 01 33010219900101123X"}},
-	{name: "devserver", synopsis: "[--listen ADDR] [--app-id ID] [--client-id ID] [--client-secret S] [--token-ttl D] [--fail P] [--latency D] [--log FILE]",
+	{name: "devserver", synopsis: "[--listen ADDR] [--app-id ID] [--client-id ID] [--client-secret S] [--token-ttl D] [--fail P] [--latency D] [--log FILE] [--date-shift D]",
 		summary:  "run a local emulation of the platform that checks every request strictly",
 		examples: []string{"scanagent devserver --listen 127.0.0.1:8088 --fail 0.2"}},
 	{name: "doctor", synopsis: "[--json]", summary: "check config, data dir, ports, platform DNS/TCP/TLS and the token; exit 0 only if all pass",

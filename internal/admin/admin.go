@@ -33,14 +33,29 @@ import (
 
 // Health is the /healthz body.
 type Health struct {
-	OK              bool            `json:"ok"`
-	Problems        []string        `json:"problems,omitempty"`
-	Pending         uint64          `json:"pending"`
-	Dead            uint64          `json:"dead"`
-	QueueFull       bool            `json:"queue_full"`
-	QueueWriteError string          `json:"queue_write_error,omitempty"`
-	Platform        string          `json:"platform"` // "reachable" or "failing"
-	Readers         map[string]bool `json:"readers"`  // reader name → port connected
+	OK              bool     `json:"ok"`
+	Problems        []string `json:"problems,omitempty"`
+	Pending         uint64   `json:"pending"`
+	Dead            uint64   `json:"dead"`
+	QueueFull       bool     `json:"queue_full"`
+	QueueWriteError string   `json:"queue_write_error,omitempty"`
+	// Platform is the platform's state: unknown (no contact yet),
+	// reachable, unreachable, credentials refused, held, clock skewed;
+	// PlatformDetail says since when, why and the fix.
+	Platform       string          `json:"platform"`
+	PlatformDetail *PlatformHealth `json:"platform_detail,omitempty"`
+	Readers        map[string]bool `json:"readers"` // reader name → port connected
+}
+
+// PlatformHealth is the platform's state in /healthz.
+type PlatformHealth struct {
+	State  string    `json:"state"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason,omitempty"`
+	Fix    string    `json:"fix,omitempty"`
+	// ClockSkewSeconds is the platform's clock minus the local one, from
+	// the last answer's Date header; absent before the first answer.
+	ClockSkewSeconds *float64 `json:"clock_skew_seconds,omitempty"`
 }
 
 // Queue is what the queue API needs of the queue (*queue.Queue has it).

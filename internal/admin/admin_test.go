@@ -99,6 +99,9 @@ func TestMetricsFormat(t *testing.T) {
 		StartTime:        time.Unix(1767323045, 5e8),
 		AlertsActive:     1,
 		Alerts:           map[string]int64{"sent": 2},
+		PlatformStates:   map[string]bool{"reachable": false, "held": true, "clock skewed": false},
+		ClockSkew:        -94608000,
+		ClockSkewKnown:   true,
 	}
 	m.Readers[0].LastScan = time.Unix(1767323045, 0)
 	m.Readers[0].TermName, m.Readers[0].TermSn = "北门闸机", "GATE-0001"
@@ -125,6 +128,8 @@ func TestMetricsFormat(t *testing.T) {
 		`scanagent_reader_info{reader="gate-1",term_name="北门闸机",term_sn="GATE-0001"} 1` + "\n",
 		"scanagent_alerts_active 1\n",
 		`scanagent_alert_messages_total{outcome="sent"} 2` + "\n",
+		"scanagent_platform_state{state=\"clock skewed\"} 0\nscanagent_platform_state{state=\"held\"} 1\nscanagent_platform_state{state=\"reachable\"} 0\n",
+		"# TYPE scanagent_platform_clock_skew_seconds gauge\nscanagent_platform_clock_skew_seconds -94608000\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)

@@ -35,6 +35,18 @@ type Metrics struct {
 	TokenFailures    int64
 	QueueFull        bool
 	QueueWriteFailed bool
+	// PlatformStates is every platform state with the current one true
+	// (scanagent_platform_state{state=…} 1 / 0).
+	PlatformStates map[string]bool
+	// ClockSkew is the platform's clock minus the local clock in seconds;
+	// ClockSkewKnown is false before the first answer.
+	ClockSkew      float64
+	ClockSkewKnown bool
+	// ScanTimesCorrected counts uploads sent with a corrected scanDate.
+	ScanTimesCorrected int64
+	// ScanTimesUncorrectable counts uploads sent with a plainly wrong
+	// scanDate (before 2020, or in the future) that could not be corrected.
+	ScanTimesUncorrectable int64
 	// Build names the binary: version, commit, Go version.
 	Build BuildInfo
 	// StartTime is when the process started; LastDelivery when the
@@ -145,6 +157,23 @@ func WriteMetrics(w *bufio.Writer, m Metrics) {
 	family(w, "scanagent_build_info", "gauge", "Always 1; the labels name the build.",
 		[]sample{{[][2]string{{"version", m.Build.Version}, {"commit", m.Build.Commit}, {"goversion", m.Build.GoVersion}}, 1}})
 	family(w, "scanagent_process_start_time_seconds", "gauge", "Unix time the agent process started.", one(unixOr0(m.StartTime)))
+	states := make([]string, 0, len(m.PlatformStates))
+	for s := range m.PlatformStates {
+		states = append(states, s)
+	}
+	sort.Strings(states)
+	var ss []sample
+	for _, s := range states {
+		ss = append(ss, sample{[][2]string{{"state", s}}, b2f(m.PlatformStates[s])})
+	}
+	family(w, "scanagent_platform_state", "gauge", "1 for the platform's current state (unknown, reachable, unreachable, credentials refused, held, clock skewed), 0 for the others.", ss)
+	var skew []sample
+	if m.ClockSkewKnown {
+		skew = one(m.ClockSkew)
+	}
+	family(w, "scanagent_platform_clock_skew_seconds", "gauge", "The platform's clock minus the local clock in seconds, from the last answer's Date header (absent before the first answer).", skew)
+	family(w, "scanagent_scan_times_corrected_total", "counter", "Uploads sent with a scanDate corrected for a wall clock that was wrong when the scan was stamped.", one(float64(m.ScanTimesCorrected)))
+	family(w, "scanagent_scan_times_uncorrectable_total", "counter", "Uploads sent as stamped with a plainly wrong scanDate (before 2020, or in the future) that could not be corrected.", one(float64(m.ScanTimesUncorrectable)))
 }
 
 func unixOr0(t time.Time) float64 {

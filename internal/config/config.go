@@ -91,6 +91,8 @@ type Upload struct {
 	RetryInitial     Duration `toml:"retry_initial"`
 	RetryMax         Duration `toml:"retry_max"`
 	MaxErrorAttempts int      `toml:"max_error_attempts"`
+	HoldAfter        int      `toml:"hold_after"`
+	MaxClockSkew     Duration `toml:"max_clock_skew"`
 	DateFormat       string   `toml:"date_format"`
 	Timezone         string   `toml:"timezone"`
 }
@@ -191,6 +193,8 @@ func Default() Config {
 			RetryInitial:     Duration{time.Second},
 			RetryMax:         Duration{30 * time.Second},
 			MaxErrorAttempts: 5,
+			HoldAfter:        3,
+			MaxClockSkew:     Duration{2 * time.Minute},
 			DateFormat:       "yyyy-MM-dd HH:mm:ss",
 			Timezone:         "Asia/Shanghai",
 		},

@@ -209,6 +209,12 @@ func (v *validator) upload() {
 	if u.MaxErrorAttempts < 1 {
 		v.add("upload.max_error_attempts", "is %d; use 1 or more", u.MaxErrorAttempts)
 	}
+	if u.HoldAfter < 2 {
+		v.add("upload.hold_after", "is %d; use 2 or more (a record refused alone is dead at once; this many in a row refused alike hold the queue)", u.HoldAfter)
+	}
+	if u.MaxClockSkew.Duration <= 0 {
+		v.add("upload.max_clock_skew", `must be more than 0, e.g. "2m"`)
+	}
 	if strings.TrimSpace(u.DateFormat) == "" {
 		v.add("upload.date_format", `is empty; use the platform's format, e.g. "yyyy-MM-dd HH:mm:ss"`)
 	}

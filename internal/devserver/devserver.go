@@ -33,9 +33,10 @@
 // platform endpoints, as a network fault would: ModeDown closes the
 // connection without an answer, Mode503 answers 503 with a proxy's HTML page,
 // ModeHTML answers 200 with a captive-portal HTML page, ModeRedirect answers
-// 302 to /portal/login (itself such a page), and ModeSlow holds each call for
-// Options.SlowDelay before answering normally; a client that gives up first
-// gets nothing, and its record is not accepted. ModeExpireToken is an action
+// 302 to /portal/login (itself such a page), ModeSlow holds each call for
+// Options.SlowDelay before answering normally (a client that gives up first
+// gets nothing, and its record is not accepted), and ModeNotFound answers
+// 404 on the scan endpoint only (a mistyped scan_path). ModeExpireToken is an action
 // rather than a state: the current token expires at once, so the next scan
 // call gets a 401 invalid_grant, and the server goes back to ModeOK. Close
 // releases held calls so that the HTTP server around the handler can stop.
@@ -44,7 +45,7 @@
 // (they are not part of the platform and are never faulted; do not expose a
 // devserver beyond the machine or lab network it serves):
 //
-//	POST /_dev/mode?m=down           switch mode: ok, down, 503, html, redirect, slow, expire-token
+//	POST /_dev/mode?m=down           switch mode: ok, down, 503, html, redirect, slow, expire-token, 404
 //	POST /_dev/mode?m=slow&d=30s     ModeSlow, holding each call for 30s
 //	GET  /_dev/mode                  {"mode":"ok","slowDelay":"1m0s"}
 //	GET  /_dev/stats                 Stats as JSON
@@ -139,6 +140,10 @@ type Options struct {
 	Latency time.Duration
 	// SlowDelay is how long ModeSlow holds a call; 0 means one minute.
 	SlowDelay time.Duration
+	// DateShift moves the Date header of every answer from the server's
+	// clock, as a platform (or a terminal) with a wrong clock; see also
+	// SetDateShift.
+	DateShift time.Duration
 
 	// Log receives each accepted record as a JSON line (ID number masked);
 	// nil means none.
@@ -166,6 +171,7 @@ const (
 	ModeRedirect
 	ModeSlow
 	ModeExpireToken
+	ModeNotFound // the scan endpoint answers 404, as a mistyped scan_path or a platform being redeployed
 )
 
 var modeNames = [...]string{
@@ -176,6 +182,7 @@ var modeNames = [...]string{
 	ModeRedirect:    "redirect",
 	ModeSlow:        "slow",
 	ModeExpireToken: "expire-token",
+	ModeNotFound:    "404",
 }
 
 // String returns the name ParseMode and the control endpoint accept.
@@ -259,6 +266,7 @@ type Server struct {
 	mu        sync.Mutex
 	mode      Mode
 	slow      time.Duration
+	dateShift time.Duration
 	rand      *mrand.Rand
 	token     string
 	expiresAt time.Time
@@ -307,15 +315,16 @@ func New(opts Options) (*Server, error) {
 		opts.SlowDelay = DefaultSlow
 	}
 	s := &Server{
-		opts:    opts,
-		cipher:  c,
-		now:     opts.Now,
-		log:     opts.Logger,
-		done:    make(chan struct{}),
-		slow:    opts.SlowDelay,
-		maxBody: maxBodyBytes,
-		rand:    opts.Rand,
-		stats:   Stats{Refused: map[string]int{}},
+		opts:      opts,
+		cipher:    c,
+		now:       opts.Now,
+		log:       opts.Logger,
+		done:      make(chan struct{}),
+		slow:      opts.SlowDelay,
+		dateShift: opts.DateShift,
+		maxBody:   maxBodyBytes,
+		rand:      opts.Rand,
+		stats:     Stats{Refused: map[string]int{}},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -342,7 +351,21 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(PortalPath, servePortal)
 	mux.HandleFunc(ModeCtlPath, s.serveModeCtl)
 	mux.HandleFunc(StatsCtlPath, s.serveStatsCtl)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		shift := s.dateShift
+		s.mu.Unlock()
+		w.Header().Set("Date", s.now().Add(shift).UTC().Format(http.TimeFormat))
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// SetDateShift moves the Date header of every answer by d from the
+// server's clock.
+func (s *Server) SetDateShift(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dateShift = d
 }
 
 // Close makes calls held by ModeSlow or Latency return at once, so that an
@@ -413,7 +436,7 @@ func (s *Server) faulted(endpoint string, next http.HandlerFunc) http.HandlerFun
 		if endpoint == ScanPath {
 			s.stats.ScanCalls++
 		}
-		if mode != ModeOK && mode != ModeSlow {
+		if mode != ModeOK && mode != ModeSlow && (mode != ModeNotFound || endpoint == ScanPath) {
 			s.stats.Intercepted++
 		}
 		s.mu.Unlock()
@@ -439,6 +462,14 @@ func (s *Server) faulted(endpoint string, next http.HandlerFunc) http.HandlerFun
 			w.WriteHeader(http.StatusFound)
 			io.WriteString(w, `<html><body><a href="`+PortalPath+`">Login required</a></body></html>`)
 			return
+		case ModeNotFound:
+			if endpoint == ScanPath {
+				log.Debug("answered 404", keyMode, mode.String())
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, "<html><body><h1>404 Not Found</h1></body></html>\n")
+				return
+			}
 		case ModeSlow:
 			if !s.bufferBody(w, r) || !s.sleep(r, slow) {
 				log.Debug("client gave up during slow mode")

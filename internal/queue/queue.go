@@ -42,6 +42,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"scanagent/internal/clock"
 )
 
 var (
@@ -75,7 +77,8 @@ type Options struct {
 	// file is always created by the agent's own user. An existing journal
 	// is used as usual.
 	NoNewJournal bool
-	Now          func() time.Time // nil = time.Now
+	Now          func() time.Time // nil = Clock.Now
+	Clock        clock.Clock      // nil = the system clock
 
 	// journalFloor: journal generations up to this one were applied to a
 	// database that OpenOrQuarantine moved aside.
@@ -130,7 +133,7 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	}
 	now := opts.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Or(opts.Clock).Now
 	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -17,14 +17,25 @@ type Record struct {
 	// uploaded in ID order.
 	ID uint64 `json:"id"`
 
-	Reader   string    `json:"reader"`
-	TermName string    `json:"termName"`
-	TermSn   string    `json:"termSn"`
-	Xgh      string    `json:"xgh"`
-	Name     string    `json:"name"`
-	IDCard   string    `json:"idCard"` // ciphertext, as sent to the platform
+	Reader   string `json:"reader"`
+	TermName string `json:"termName"`
+	TermSn   string `json:"termSn"`
+	Xgh      string `json:"xgh"`
+	Name     string `json:"name"`
+	IDCard   string `json:"idCard"` // ciphertext, as sent to the platform
+	// KeyAppID is the app_id whose key encrypted IDCard; when app_id is
+	// corrected later, the uploader re-encrypts with the new key.
+	KeyAppID string    `json:"keyAppId,omitempty"`
 	UserType string    `json:"userType"`
-	ScanTime time.Time `json:"scanTime"` // when the frame completed
+	ScanTime time.Time `json:"scanTime"` // when the frame completed, by the local clock
+	// Boot and BootAt read the boot clock when the scan was stamped
+	// (package clock): the uploader uses them to correct ScanTime when the
+	// wall clock was wrong then and has jumped since.
+	Boot   string        `json:"boot,omitempty"`
+	BootAt time.Duration `json:"bootAt,omitempty"`
+	// SentScanTime is the corrected scan time sent instead of ScanTime
+	// (which is kept as stamped); zero when ScanTime was sent.
+	SentScanTime time.Time `json:"sentScanTime,omitzero"`
 
 	EnqueuedAt  time.Time `json:"enqueuedAt"`
 	Attempts    int       `json:"attempts,omitempty"`   // counted attempts (SPEC §2)

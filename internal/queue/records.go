@@ -294,6 +294,58 @@ func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr strin
 	})
 }
 
+// Revive moves dead records back to pending under their own IDs, so they
+// keep their place in the upload order: for records the uploader killed
+// before it saw that the refusal was systemic (a configuration fault, not
+// the records). why becomes their last error. A record no longer dead is
+// skipped.
+func (q *Queue) Revive(ctx context.Context, why string, ids ...uint64) (int, error) {
+	moved := 0
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		moved = 0
+		for _, id := range ids {
+			r, err := getRecord(tx, bucketDead, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := deleteRecord(tx, bucketDead, metaDeadN, id); err != nil {
+				return err
+			}
+			r.Attempts, r.LastError = 0, why
+			r.DeadReason, r.DeadAt, r.NextAttempt = "", time.Time{}, time.Time{}
+			if err := putRecord(tx, bucketPending, metaPendingN, r); err != nil {
+				return err
+			}
+			moved++
+		}
+		return nil
+	})
+	if moved > 0 && err == nil {
+		q.signal()
+	}
+	return moved, err
+}
+
+// SetSentScanTime records the corrected scan time the uploader sends for a
+// pending record (see Record.SentScanTime).
+func (q *Queue) SetSentScanTime(ctx context.Context, id uint64, t time.Time) error {
+	return q.write(ctx, func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, bucketPending, id)
+		if err != nil {
+			return err
+		}
+		r.SentScanTime = t
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Put(u64(id), v)
+	})
+}
+
 // Retried is what a retry of dead records did.
 type Retried struct {
 	Retried int `json:"retried"`        // moved back to pending

@@ -49,6 +49,7 @@ import (
 	"go.bug.st/serial/enumerator"
 	"golang.org/x/text/encoding"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/config"
 	"scanagent/internal/queue"
 
@@ -102,8 +103,15 @@ type Options struct {
 	// Logger receives one line per state change and per failure; nil
 	// discards. It is narrowed with the reader's name.
 	Logger *slog.Logger
-	// Now stamps scans and drives the dedupe window; default time.Now.
+	// Now stamps scans and drives the dedupe window; default Clock.Now.
 	Now func() time.Time
+	// Clock is the time source; nil = the system clock. Its boot clock
+	// is read with each stamp (Record.Boot), for the uploader to correct
+	// a scan stamped while the wall clock was wrong.
+	Clock clock.Clock
+	// KeyAppID is the app_id whose key Encrypt uses, kept with each
+	// record (queue.Record.KeyAppID).
+	KeyAppID string
 	// Encrypt turns a plaintext ID number into the form sent to the
 	// platform. Required: the reader encrypts before anything is stored.
 	// It is not called for a scan that carries no ID number.
@@ -139,6 +147,8 @@ type Reader struct {
 	store     Store
 	log       *slog.Logger
 	now       func() time.Time
+	clock     clock.Clock
+	keyAppID  string
 	encrypt   func(string) (string, error)
 	dedupe    time.Duration
 	retry     time.Duration
@@ -172,6 +182,7 @@ type Reader struct {
 	recent        map[string]time.Time // xgh → last scan, for debouncing
 	lastRejectLog time.Time
 	rejectsQuiet  int // rejections not logged since lastRejectLog
+	stall         stall
 }
 
 // New checks the reader's configuration (line settings, port, framing,
@@ -206,6 +217,7 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		encrypt:   opts.Encrypt,
+		keyAppID:  opts.KeyAppID,
 		dedupe:    opts.DedupeWindow,
 		retry:     opts.RetryInterval,
 		open:      opts.Open,
@@ -217,8 +229,9 @@ func build(cfg config.Reader, opts Options) (*Reader, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With(keyReader, cfg.Name)
+	r.clock = clock.Or(opts.Clock)
 	if r.now == nil {
-		r.now = time.Now
+		r.now = r.clock.Now
 	}
 	if r.retry <= 0 {
 		r.retry = defaultRetryInterval
@@ -345,7 +358,7 @@ func (r *Reader) Run(ctx context.Context) error {
 				state = linkUnavailable
 			}
 			lastErr = msg
-			if !sleep(ctx, r.retry) {
+			if !r.sleep(ctx, r.retry) {
 				break
 			}
 			continue
@@ -355,7 +368,12 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.connected.Store(true) // after the log line: a watcher of Connected sees it logged
 		r.downSince.Store(0)
 		r.show(Event{Time: r.now(), Note: "port " + path + " connected; waiting for scans"})
-		err = r.serve(ctx, port, idleReadTimeout, func(frames []frame) { r.handle(ctx, port, frames) })
+		counted := &countingPort{Port: port}
+		r.stall = stall{}
+		err = r.serve(ctx, counted, idleReadTimeout, func(frames []frame) {
+			r.handle(ctx, port, frames)
+			r.watchStall(counted, len(frames))
+		})
 		_ = port.Close()
 		r.downSince.Store(r.now().UnixNano())
 		r.connected.Store(false)
@@ -366,7 +384,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.log.Warn("serial port disconnected; reconnecting", keyPort, path, keyErr, redact.IDNumbers(err.Error()), keyRetry, r.retry.String())
 		r.show(Event{Time: r.now(), Note: "port " + path + " disconnected (" + redact.IDNumbers(err.Error()) + "); reconnecting every " + r.retry.String()})
 		state, lastErr = linkLost, ""
-		if !sleep(ctx, r.retry) {
+		if !r.sleep(ctx, r.retry) {
 			break
 		}
 	}
@@ -375,15 +393,8 @@ func (r *Reader) Run(ctx context.Context) error {
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func (r *Reader) sleep(ctx context.Context, d time.Duration) bool {
+	return clock.Sleep(r.clock, d, ctx.Done())
 }
 
 // openPort resolves and opens the port. The path is returned for logging.
@@ -518,7 +529,12 @@ func (r *Reader) reject(ctx context.Context, port serial.Port, masked []byte, re
 		r.log.Warn("could not store a rejected frame", keyErr, redact.IDNumbers(err.Error()))
 	}
 	if r.lastRejectLog.IsZero() || at.Sub(r.lastRejectLog) >= rejectLogEvery || at.Before(r.lastRejectLog) {
-		r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
+		if looksLikeNoise(masked) {
+			r.log.Warn("frame rejected: it is line noise", keyReason, reason, keySkipped, r.rejectsQuiet,
+				keyFix, "check baud (and data_bits, parity, stop_bits) against the scanner's settings: a wrong line speed turns every scan into garbage like this")
+		} else {
+			r.log.Warn("frame rejected", keyReason, reason, keySkipped, r.rejectsQuiet)
+		}
 		r.lastRejectLog, r.rejectsQuiet = at, 0
 	} else {
 		r.rejectsQuiet++
@@ -556,6 +572,8 @@ func (r *Reader) accept(ctx context.Context, port serial.Port, s scan, at time.T
 		UserType: s.UserType,
 		ScanTime: at,
 	}
+	rec.Boot, rec.BootAt = r.clock.Boot()
+	rec.KeyAppID = r.keyAppID
 	// GB 11643 writes the check character as a capital X; some readers
 	// print it in lower case.
 	enc, err := r.encrypt(strings.ToUpper(s.IDCard))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ const (
 	Dead                     // the platform refuses this record for good
 	Counted                  // type == "error" without errorFields: retry, counted against max_error_attempts
 	BadToken                 // 401/403/invalid_grant: re-fetch the token and retry, not counted
+	Systemic                 // 404/405: the endpoint is wrong, not the record: hold the queue, never dead
 )
 
 func (o Outcome) String() string {
@@ -33,17 +36,31 @@ func (o Outcome) String() string {
 		return "error"
 	case BadToken:
 		return "bad_token"
+	case Systemic:
+		return "systemic"
 	}
 	return "transient"
 }
 
 // Result is an outcome with its reason (for logs and `queue show`) and, for
-// 408/429/503, the delay the platform asked for.
+// 408/429/503, the delay the platform asked for. Fields are the errorFields
+// of a refused record, sorted; Fix says what to do when the answer names
+// the fault (a captive portal, a redirect, a wrong endpoint).
 type Result struct {
 	Outcome    Outcome
 	Reason     string
 	RetryAfter time.Duration
+	Fields     []string
+	Fix        string
+
+	fault *Fault // set by the uploader for a transient failure: the platform's state
 }
+
+// Fixes of the faults an answer names.
+const (
+	FixPortal   = "the network answers instead of the platform (a captive portal or a proxy's page): log the terminal in to the campus network, or exempt base_url's host from the portal / proxy (NO_PROXY)"
+	FixEndpoint = "the platform says there is no such endpoint: check [platform] base_url and scan_path (or the platform is being redeployed; uploading resumes by itself)"
+)
 
 // envelope is the platform's answer to an API call.
 type envelope struct {
@@ -79,12 +96,14 @@ func Classify(status int, header http.Header, body []byte, now time.Time) Result
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return Result{Outcome: BadToken, Reason: fmt.Sprintf("HTTP %d", status)}
 	case status >= 300 && status < 400:
-		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d redirect not followed (a proxy or login page?)", status)}
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d redirect not followed (a proxy or login page?)", status), Fix: FixPortal}
 	case status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d", status), RetryAfter: retryAfter(header.Get("Retry-After"), now)}
 	case status >= 500:
 		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d", status)}
-	case status == 400 || status == 404 || status == 405 || status == 413 || status == 422:
+	case status == 404 || status == 405:
+		return Result{Outcome: Systemic, Reason: fmt.Sprintf("HTTP %d%s", status, platformText(env, isJSON)), Fix: FixEndpoint}
+	case status == 400 || status == 413 || status == 422:
 		return Result{Outcome: Dead, Reason: fmt.Sprintf("HTTP %d%s", status, platformText(env, isJSON))}
 	case status < 200 || status >= 300:
 		// Not in the table: keep trying, but not for ever.
@@ -94,14 +113,14 @@ func Classify(status int, header http.Header, body []byte, now time.Time) Result
 		return Result{Outcome: Counted, Reason: fmt.Sprintf("HTTP %d with an answer too large to judge (over %d KiB)", status, MaxAnswer>>10)}
 	}
 	if !isJSON || env.Type == nil {
-		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d but not the platform's answer (%s)", status, describe(header.Get("Content-Type"), body))}
+		return Result{Outcome: Transient, Reason: fmt.Sprintf("HTTP %d but not the platform's answer (%s)", status, describe(header.Get("Content-Type"), body)), Fix: FixPortal}
 	}
 	switch *env.Type {
 	case "success":
 		return Result{Outcome: Delivered, Reason: "success"}
 	case "error":
 		if hasFields(env.ErrorFields) {
-			return Result{Outcome: Dead, Reason: "platform refused the record" + platformText(env, true)}
+			return Result{Outcome: Dead, Reason: "platform refused the record" + platformText(env, true), Fields: fieldNames(env.ErrorFields)}
 		}
 		return Result{Outcome: Counted, Reason: "platform error" + platformText(env, true)}
 	}
@@ -126,6 +145,46 @@ func platformText(env envelope, isJSON bool) string {
 		return ""
 	}
 	return ": " + strings.Join(parts, "; ")
+}
+
+// fieldNames reads errorFields as the platform may send it: a list of
+// names, an object keyed by name, or one comma-separated string. The names
+// come back sorted and without repeats.
+func fieldNames(raw json.RawMessage) []string {
+	var names []string
+	var list []any
+	var obj map[string]any
+	var str string
+	switch {
+	case json.Unmarshal(raw, &list) == nil:
+		for _, v := range list {
+			switch v := v.(type) {
+			case string:
+				names = append(names, v)
+			case map[string]any: // [{"field":"appId",…}]
+				for _, k := range []string{"field", "name", "fieldName"} {
+					if s, ok := v[k].(string); ok {
+						names = append(names, s)
+						break
+					}
+				}
+			}
+		}
+	case json.Unmarshal(raw, &obj) == nil:
+		for k := range obj {
+			names = append(names, k)
+		}
+	case json.Unmarshal(raw, &str) == nil:
+		names = strings.Split(str, ",")
+	}
+	out := names[:0]
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" && len(n) <= 64 {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 func hasFields(raw json.RawMessage) bool {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"scanagent/internal/clock"
 )
 
 // gate is the backoff shared by all workers. While the platform is healthy
@@ -15,16 +17,18 @@ type gate struct {
 	initial, max time.Duration
 	now          func() time.Time
 	rand         func() float64
+	clock        clock.Clock
 
 	mu       sync.Mutex
 	failures int
 	until    time.Time
 	probing  bool
+	holding  bool          // a systemic hold: one probe every max
 	changed  chan struct{} // closed and replaced at each state change
 }
 
-func newGate(initial, maxWait time.Duration, now func() time.Time, rnd func() float64) *gate {
-	return &gate{initial: initial, max: maxWait, now: now, rand: rnd, changed: make(chan struct{})}
+func newGate(initial, maxWait time.Duration, now func() time.Time, rnd func() float64, c clock.Clock) *gate {
+	return &gate{initial: initial, max: maxWait, now: now, rand: rnd, clock: clock.Or(c), changed: make(chan struct{})}
 }
 
 func (g *gate) isFailing() bool {
@@ -58,10 +62,26 @@ func (g *gate) acquire(ctx context.Context) (probe bool, err error) {
 			}
 		}
 		g.mu.Unlock()
-		if err := waitChange(ctx, changed, wait); err != nil {
+		if err := waitChange(ctx, g.clock, changed, wait); err != nil {
 			return false, err
 		}
 	}
+}
+
+// hold closes the gate for a systemic refusal: one probe every max until
+// success. A refusal of a request sent before (not a probe) while the gate
+// holds already does not push the next probe back.
+func (g *gate) hold(probe bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.holding && !probe {
+		return
+	}
+	g.holding = true
+	g.failures = max(g.failures, 1)
+	g.until = g.now().Add(g.max)
+	g.probing = false
+	g.broadcastLocked()
 }
 
 func (g *gate) broadcastLocked() {
@@ -89,7 +109,7 @@ func (g *gate) success() bool {
 	defer g.mu.Unlock()
 	was := g.failures > 0
 	if was || g.probing {
-		g.failures, g.probing, g.until = 0, false, time.Time{}
+		g.failures, g.probing, g.until, g.holding = 0, false, time.Time{}, false
 		g.broadcastLocked()
 	}
 	return was
@@ -107,6 +127,9 @@ func (g *gate) failure(probe bool, retryAfter time.Duration) bool {
 	}
 	g.failures++
 	wait := max(g.backoffLocked(g.failures), retryAfter)
+	if g.holding {
+		wait = max(g.max, retryAfter)
+	}
 	g.until = g.now().Add(wait)
 	g.probing = false
 	g.broadcastLocked()
@@ -130,13 +153,13 @@ func (g *gate) backoffLocked(n int) time.Duration {
 	return g.initial + time.Duration(g.rand()*float64(ceil-g.initial))
 }
 
-// waitChange waits for changed, for d (when d >= 0) or for ctx.
-func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) error {
+// waitChange waits for changed, for d on c (when d >= 0) or for ctx.
+func waitChange(ctx context.Context, c clock.Clock, changed <-chan struct{}, d time.Duration) error {
 	var timeout <-chan time.Time
 	if d >= 0 {
-		t := time.NewTimer(d)
+		t := c.NewTimer(d)
 		defer t.Stop()
-		timeout = t.C
+		timeout = t.C()
 	}
 	select {
 	case <-changed:

@@ -30,14 +30,21 @@ var ErrBadCredentials = errors.New("the platform refused the client credentials:
 
 // TokenOptions tune a TokenSource; the zero value means the defaults.
 type TokenOptions struct {
-	RefreshBefore time.Duration    // refresh when less than this is left; 0 = 24h
-	BadCredsRetry time.Duration    // wait after a 401 from the token endpoint; 0 = 5m
-	FailRetry     time.Duration    // wait after another failed fetch; 0 = 5s
-	DefaultTTL    time.Duration    // when expires_in is missing; 0 = 2h
-	Logger        *slog.Logger     // nil = discard
-	Redactor      *redact.Redactor // issued tokens are added to it
-	Now           func() time.Time
-	SaveTimeout   time.Duration // bound on saving the token; 0 = 5s
+	RefreshBefore time.Duration // refresh when less than this is left; 0 = 24h
+	BadCredsRetry time.Duration // wait after a 401 from the token endpoint; 0 = 5m
+	// FailRetry is a wait after another failed fetch (network, platform
+	// error); 0 = none of its own: the uploader's backoff gate decides
+	// when the next fetch goes, as for uploads, so the first upload after
+	// an outage is not held back by a separate timer.
+	FailRetry   time.Duration
+	DefaultTTL  time.Duration    // when expires_in is missing; 0 = 2h
+	Logger      *slog.Logger     // nil = discard
+	Redactor    *redact.Redactor // issued tokens are added to it
+	Now         func() time.Time
+	SaveTimeout time.Duration // bound on saving the token; 0 = 5s
+	// Platform is told of refused credentials, network faults and the
+	// Date of each answer; nil = nobody.
+	Platform *Platform
 }
 
 // TokenSource hands out the platform access token. Fetching a new token
@@ -64,7 +71,7 @@ type TokenSource struct {
 	badCreds  bool
 	badSince  time.Time // when the token endpoint first refused the credentials
 	fetches   atomic.Int64
-	failures  atomic.Int64
+	failures  atomic.Int64 // fetches failed so far (a metric; and see Token)
 	refreshAt time.Time
 }
 
@@ -75,9 +82,6 @@ func NewTokenSource(client *http.Client, tokenURL, clientID, clientSecret string
 	}
 	if opts.BadCredsRetry == 0 {
 		opts.BadCredsRetry = 5 * time.Minute
-	}
-	if opts.FailRetry == 0 {
-		opts.FailRetry = 5 * time.Second
 	}
 	if opts.DefaultTTL == 0 {
 		opts.DefaultTTL = 2 * time.Hour
@@ -115,6 +119,7 @@ func (ts *TokenSource) CredentialsRefused() (since time.Time, refused bool) {
 
 // Token returns a valid access token, fetching one if needed.
 func (ts *TokenSource) Token(ctx context.Context) (string, error) {
+	failed := ts.failures.Load()
 	select {
 	case ts.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -136,7 +141,10 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 		ts.mu.Unlock()
 		return cur.AccessToken, nil
 	}
-	if now.Before(ts.errUntil) {
+	// A fetch that failed while this caller waited its turn answers it
+	// too: callers queued behind a failing fetch do not each try again
+	// (the uploader's backoff decides when the next one goes).
+	if now.Before(ts.errUntil) || ts.failures.Load() != failed && ts.lastErr != nil {
 		err := ts.lastErr
 		ts.mu.Unlock()
 		if valid {
@@ -147,6 +155,25 @@ func (ts *TokenSource) Token(ctx context.Context) (string, error) {
 	ts.mu.Unlock()
 
 	t, err := ts.fetch(ctx)
+	if p := ts.opts.Platform; p != nil && ctx.Err() == nil {
+		switch {
+		case err == nil:
+			p.credentials("", "")
+		case errors.Is(err, ErrBadCredentials):
+			p.credentials("the token endpoint refused client_id / client_secret (HTTP 401)",
+				"ask the platform's administrators for the right [platform] client_id and client_secret (or client_secret_file / SCANAGENT_CLIENT_SECRET); restart after the fix")
+		case errors.Is(err, ErrNotToken):
+			p.unreachable("token request: not the platform's answer (a captive portal or a proxy's page?)", Fault{Fix: FixPortal}, err.Error())
+		default:
+			var he *httpStatusError
+			if errors.As(err, &he) {
+				p.unreachable(fmt.Sprintf("token request: HTTP %d", he.status), Fault{Fix: "check [platform] base_url and token_path; a 5xx means the platform is failing: it is retried"}, err.Error())
+			} else {
+				f := Diagnose(err)
+				p.unreachable("token request: "+f.Cause, f, err.Error())
+			}
+		}
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if err != nil {
@@ -228,9 +255,12 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 	start := ts.now()
 	resp, err := ts.client.Do(req)
 	if err != nil {
-		return queue.Token{}, fmt.Errorf("token request: %s", ts.opts.Redactor.Error(err))
+		return queue.Token{}, &netError{"token request: " + ts.opts.Redactor.Error(err), err}
 	}
 	defer resp.Body.Close()
+	if ts.opts.Platform != nil {
+		ts.opts.Platform.observe(start, ts.now(), resp.Header)
+	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var tr tokenResponse
 	jsonErr := json.Unmarshal(raw, &tr)
@@ -242,9 +272,9 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 		if jsonErr == nil && tr.Error != "" {
 			detail = ": " + tr.Error + " " + tr.Description
 		}
-		return queue.Token{}, fmt.Errorf("token request: HTTP %d%s", resp.StatusCode, ts.opts.Redactor.String(detail))
+		return queue.Token{}, &httpStatusError{resp.StatusCode, fmt.Sprintf("token request: HTTP %d%s", resp.StatusCode, ts.opts.Redactor.String(detail))}
 	case jsonErr != nil || tr.AccessToken == "":
-		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s)", ts.opts.Redactor.String(describeBody(resp, raw)))
+		return queue.Token{}, fmt.Errorf("token request: HTTP 200 but not a token answer (%s): %w", ts.opts.Redactor.String(describeBody(resp, raw)), ErrNotToken)
 	}
 	ttl := ts.opts.DefaultTTL
 	if secs, ok := parseExpiresIn(tr.ExpiresIn); ok && secs > 0 {
@@ -252,6 +282,18 @@ func (ts *TokenSource) fetch(ctx context.Context) (queue.Token, error) {
 	}
 	return queue.Token{AccessToken: tr.AccessToken, FetchedAt: start, Expiry: start.Add(ttl)}, nil
 }
+
+// ErrNotToken: the token endpoint answered 200 with something else (a
+// captive portal's page).
+var ErrNotToken = errors.New("not the platform's answer; a captive portal or a proxy's page?")
+
+// httpStatusError is an unexpected status from the token endpoint.
+type httpStatusError struct {
+	status int
+	msg    string
+}
+
+func (e *httpStatusError) Error() string { return e.msg }
 
 // parseExpiresIn accepts a JSON number or a numeric string.
 func parseExpiresIn(raw json.RawMessage) (int64, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +27,7 @@ func sendOnce(t *testing.T, client *http.Client, scanURL string) Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u.send(context.Background(), queue.Record{Xgh: "1", ScanTime: time.Now()}, "TOKEN-abcdef")
+	return u.send(context.Background(), queue.Record{Xgh: "1", ScanTime: time.Now()}, "TOKEN-abcdef", slog.New(slog.DiscardHandler))
 }
 
 func TestTransportFailuresAreTransient(t *testing.T) {

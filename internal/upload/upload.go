@@ -1,9 +1,15 @@
 // Package upload delivers queued scan records to the campus platform's
 // scanrecord.jhtm endpoint (SPEC §2): a single-flight token source, the
-// outcome table, exponential backoff with jitter shared by all workers, and a
-// dispatcher that streams the backlog oldest first and wakes on every new
-// record. It never deletes a record without a "success" answer. It does not
-// read serial ports or own the queue file.
+// outcome table, exponential backoff with jitter shared by all workers (token
+// fetches included), and a dispatcher that streams the backlog oldest first
+// and wakes on every new record. Systemic refusals (404/405, or hold_after
+// records in a row refused for the same fields) hold the queue instead of
+// killing it (systemic.go). It keeps the one platform state the rest of the
+// agent reads (Platform, platform.go), measures the platform's clock from
+// each answer's Date header, and corrects the scan time of records stamped
+// while the local clock was wrong (scantime.go). Network faults are named
+// with their fix (Diagnose). It never deletes a record without a "success"
+// answer. It does not read serial ports or own the queue file.
 package upload
 
 import (
@@ -23,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/queue"
 	"scanagent/internal/redact"
 )
@@ -34,6 +41,8 @@ type Queue interface {
 	Deliver(ctx context.Context, ids ...uint64) error
 	Kill(ctx context.Context, id uint64, reason string) error
 	Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error
+	Revive(ctx context.Context, why string, ids ...uint64) (int, error)
+	SetSentScanTime(ctx context.Context, id uint64, t time.Time) error
 	Wake() <-chan struct{}
 }
 
@@ -52,18 +61,34 @@ type Options struct {
 	RetryInitial     time.Duration
 	RetryMax         time.Duration
 	MaxErrorAttempts int
-	ShutdownGrace    time.Duration  // for requests in flight at shutdown; 0 = 3s
-	DateFormat       string         // Java style; "" = yyyy-MM-dd HH:mm:ss
-	Location         *time.Location // nil = Asia/Shanghai
-	Logger           *slog.Logger
-	Redactor         *redact.Redactor
-	Now              func() time.Time
-	Rand             func() float64 // in [0,1), for jitter
+	// HoldAfter records in a row refused for the same errorFields hold
+	// the queue (systemic refusal); 0 = 3.
+	HoldAfter int
+	// MaxClockSkew: beyond it the clock is a fault, and a scan stamped by
+	// a clock off by more is sent with the corrected time; 0 = 2m.
+	MaxClockSkew  time.Duration
+	ShutdownGrace time.Duration  // for requests in flight at shutdown; 0 = 3s
+	DateFormat    string         // Java style; "" = yyyy-MM-dd HH:mm:ss
+	Location      *time.Location // nil = Asia/Shanghai
+	Logger        *slog.Logger
+	Redactor      *redact.Redactor
+	Now           func() time.Time // nil = Clock.Now
+	Clock         clock.Clock      // nil = the system clock
+	// Recrypt re-encrypts an idCard encrypted with the key of another
+	// app_id (a record stored while app_id was mistyped) for this AppID;
+	// nil = records are sent as stored.
+	Recrypt func(keyAppID, idCard string) (string, error)
+	// Platform receives what the uploader sees of the platform; nil = a
+	// new one (see Uploader.Platform).
+	Platform *Platform
+	Rand     func() float64 // in [0,1), for jitter
 }
 
 // Stats counts upload attempts by outcome.
 type Stats struct {
-	Delivered, Dead, Transient, Counted, BadToken int64
+	Delivered, Dead, Transient, Counted, BadToken, Held int64
+	Corrected                                           int64 // attempts sent with a corrected scanDate
+	Uncorrectable                                       int64 // attempts sent with a plainly wrong scanDate that could not be corrected
 }
 
 // Uploader drains the queue to the platform.
@@ -76,8 +101,17 @@ type Uploader struct {
 	log    *slog.Logger
 	gate   *gate
 	hold   hold
+	clock  clock.Clock
+	plat   *Platform
+	streak streak
 
-	delivered, dead, transient, counted, badToken atomic.Int64
+	ownMu    sync.Mutex
+	owned    map[uint64]struct{} // records a worker has
+	finished map[uint64]struct{} // records delivered or dead since the dispatcher's last read
+	rewind   chan struct{}       // the dispatcher starts again from the oldest
+
+	delivered, dead, transient, counted, badToken, held, corrected, uncorrectable atomic.Int64
+	skewTry                                                                       atomic.Int64 // when the clock was last asked for (Unix ns)
 }
 
 // New checks the options and returns an uploader. client should not follow
@@ -119,14 +153,26 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.HoldAfter <= 0 {
+		opts.HoldAfter = 3
+	}
+	if opts.MaxClockSkew <= 0 {
+		opts.MaxClockSkew = 2 * time.Minute
+	}
+	opts.Clock = clock.Or(opts.Clock)
 	if opts.Now == nil {
-		opts.Now = time.Now
+		opts.Now = opts.Clock.Now
+	}
+	if opts.Platform == nil {
+		opts.Platform = NewPlatform(PlatformOptions{Clock: opts.Clock, Logger: opts.Logger, MaxClockSkew: opts.MaxClockSkew})
 	}
 	if opts.Rand == nil {
 		opts.Rand = rand.Float64
 	}
-	u := &Uploader{q: q, tokens: tokens, client: client, opts: opts, layout: layout, log: opts.Logger}
-	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand)
+	u := &Uploader{q: q, tokens: tokens, client: client, opts: opts, layout: layout, log: opts.Logger,
+		clock: opts.Clock, plat: opts.Platform, owned: map[uint64]struct{}{}, finished: map[uint64]struct{}{},
+		rewind: make(chan struct{}, 1)}
+	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand, opts.Clock)
 	u.hold.changed = make(chan struct{})
 	return u, nil
 }
@@ -161,11 +207,12 @@ func NewHTTPClient(timeout time.Duration, caFile string, concurrency int) (*http
 // Stats returns the attempt counters.
 func (u *Uploader) Stats() Stats {
 	return Stats{Delivered: u.delivered.Load(), Dead: u.dead.Load(), Transient: u.transient.Load(),
-		Counted: u.counted.Load(), BadToken: u.badToken.Load()}
+		Counted: u.counted.Load(), BadToken: u.badToken.Load(), Held: u.held.Load(), Corrected: u.corrected.Load(), Uncorrectable: u.uncorrectable.Load()}
 }
 
-// Healthy reports whether the last attempt reached the platform.
-func (u *Uploader) Healthy() bool { return !u.gate.isFailing() }
+// Platform is the platform's state as this uploader (and the token source
+// sharing it) sees it.
+func (u *Uploader) Platform() *Platform { return u.plat }
 
 // Run uploads until ctx ends. Records in flight when ctx ends stay pending;
 // deliveries already answered are committed before Run returns.
@@ -177,7 +224,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 	inflight, cancelInflight := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelInflight()
 	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(u.opts.ShutdownGrace, cancelInflight)
+		t := u.clock.AfterFunc(u.opts.ShutdownGrace, cancelInflight)
 		context.AfterFunc(inflight, func() { t.Stop() })
 	})
 	defer stopGrace()
@@ -187,7 +234,8 @@ func (u *Uploader) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for r := range jobs {
-				u.deliver(ctx, inflight, r)
+				released := u.deliver(ctx, inflight, r)
+				u.disown(r.ID, !released && ctx.Err() == nil)
 			}
 		}()
 	}
@@ -199,49 +247,125 @@ func (u *Uploader) Run(ctx context.Context) error {
 }
 
 // dispatch streams pending records, oldest first, to the workers. The cursor
-// only moves forward: a record is handed out once per Run.
+// moves forward, so a record is handed out once, until a systemic hold
+// gives records back: then it starts again from the oldest pending record,
+// skipping those a worker still has.
 func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error {
 	var cursor uint64
 	for {
+		select {
+		case <-u.rewind:
+			cursor = 0
+		default:
+		}
+		u.newRead()
 		recs, err := u.q.Pending(cursor, 64)
 		if err != nil {
 			u.log.Error("reading the queue failed", "err", err.Error())
-			select {
-			case <-time.After(time.Second):
-				continue
-			case <-ctx.Done():
+			if !clock.Sleep(u.clock, time.Second, ctx.Done()) {
 				return nil
 			}
+			continue
 		}
 		if len(recs) == 0 {
 			select {
 			case <-u.q.Wake():
+				continue
+			case <-u.rewind:
+				cursor = 0
 				continue
 			case <-ctx.Done():
 				return nil
 			}
 		}
 		for _, r := range recs {
+			cursor = r.ID
+			if !u.own(r.ID) {
+				continue
+			}
 			select {
 			case jobs <- r:
-				cursor = r.ID
+			case <-u.rewind:
+				u.unown(r.ID)
+				cursor = 0
 			case <-ctx.Done():
+				u.unown(r.ID)
 				return nil
+			}
+			if cursor == 0 {
+				break
 			}
 		}
 	}
 }
 
-// deliver works on one record until it is delivered, dead, or ctx ends.
-func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
+// newRead: the dispatcher reads the queue again. Records finished before
+// are not in what it reads (their delete or move is committed before
+// disown), so it forgets them.
+func (u *Uploader) newRead() {
+	u.ownMu.Lock()
+	defer u.ownMu.Unlock()
+	clear(u.finished)
+}
+
+// own marks id as handed to a worker. It is false when a worker has it
+// (given back still pending, it is looked at again: see disown), or when it was delivered
+// or moved to dead since the dispatcher read it: after a rewind, what the
+// dispatcher read may include records a worker finished meanwhile.
+func (u *Uploader) own(id uint64) bool {
+	u.ownMu.Lock()
+	defer u.ownMu.Unlock()
+	if _, busy := u.owned[id]; busy {
+		return false
+	}
+	if _, done := u.finished[id]; done {
+		return false
+	}
+	u.owned[id] = struct{}{}
+	return true
+}
+
+// disown: a worker gives id back, finished when it left the pending
+// records. One given back still pending (a systemic hold) makes the
+// dispatcher start again from the oldest, as its cursor is past it.
+func (u *Uploader) disown(id uint64, finished bool) {
+	u.ownMu.Lock()
+	delete(u.owned, id)
+	if finished {
+		u.finished[id] = struct{}{}
+	}
+	u.ownMu.Unlock()
+	if !finished {
+		u.again()
+	}
+}
+
+// unown: the dispatcher did not hand id out after all.
+func (u *Uploader) unown(id uint64) {
+	u.ownMu.Lock()
+	defer u.ownMu.Unlock()
+	delete(u.owned, id)
+}
+
+// again makes the dispatcher start from the oldest pending record.
+func (u *Uploader) again() {
+	select {
+	case u.rewind <- struct{}{}:
+	default:
+	}
+}
+
+// deliver works on one record until it is delivered, dead, or ctx ends,
+// or gives it back still pending (a systemic hold): then it reports true.
+func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (released bool) {
 	log := u.log.With("record", r.ID)
 	for try := 0; ctx.Err() == nil; try++ {
 		if err := u.hold.wait(ctx); err != nil {
-			return
+			return false
 		}
 		probe, err := u.gate.acquire(ctx)
 		if err != nil {
-			return
+			return false
 		}
 		if try > 0 {
 			// While this worker waited, the record may have been dropped,
@@ -250,7 +374,7 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 			if errors.Is(err, queue.ErrNotFound) {
 				u.gate.release(probe)
 				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
-				return
+				return false
 			}
 			if err == nil {
 				cur.Attempts = r.Attempts
@@ -259,47 +383,67 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) {
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
-			return // shutting down: the record stays pending
+			return false // shutting down: the record stays pending
 		}
 		reason := u.opts.Redactor.String(res.Reason)
 		switch res.Outcome {
 		case Delivered:
 			u.delivered.Add(1)
 			u.healthy()
+			u.resume()
 			u.forget(ctx, r, log)
-			return
-		case Dead:
-			u.dead.Add(1)
+			return false
+		case Systemic:
+			u.held.Add(1)
 			u.healthy()
+			u.holdSystemic(probe, reason, res.Fix)
+			u.note(r, "held: "+reason, u.gate.nextTry(), log)
+			return true
+		case Dead:
+			u.healthy()
+			if len(res.Fields) > 0 {
+				if u.refused(probe, r, res.Fields, reason, log) {
+					u.held.Add(1)
+					return true
+				}
+				return false
+			}
+			u.resetStreak()
+			u.dead.Add(1)
 			u.kill(r, reason, log)
-			return
+			return false
 		case Counted:
 			u.counted.Add(1)
 			u.healthy()
 			r.Attempts++
 			if r.Attempts >= u.opts.MaxErrorAttempts {
 				u.kill(r, fmt.Sprintf("%s (after %d attempts)", reason, r.Attempts), log)
-				return
+				return false
 			}
 			wait := u.gate.backoff(r.Attempts)
 			u.note(r, reason, u.opts.Now().Add(wait), log)
 			log.Warn("platform answered with an error; will retry", "attempt", r.Attempts, "reason", reason)
-			if !sleep(ctx, wait) {
-				return
+			if !clock.Sleep(u.clock, wait, ctx.Done()) {
+				return false
 			}
 		default: // Transient, or a token the platform kept refusing
 			u.transient.Add(1)
-			if u.gate.failure(probe, res.RetryAfter) {
-				u.log.Warn("platform unreachable; scans are kept in the queue and retried", "reason", reason)
+			if res.fault != nil {
+				u.plat.unreachable(res.fault.Cause, *res.fault, reason)
 			}
+			u.gate.failure(probe, res.RetryAfter)
 			u.note(r, reason, u.gate.nextTry(), log)
 		}
 	}
+	return false
 }
 
+// healthy: the platform answered as the platform. Its state says so; the
+// gate opens unless uploading holds.
 func (u *Uploader) healthy() {
-	if u.gate.success() {
-		u.log.Info("platform reachable again; uploading the backlog")
+	u.plat.reached()
+	if !u.plat.isHeld() {
+		u.gate.success()
 	}
 }
 
@@ -333,7 +477,7 @@ func (u *Uploader) forget(ctx context.Context, r queue.Record, log *slog.Logger)
 					"record", r.ID, "err", err.Error())
 			}
 		}
-		if !sleep(ctx, u.gate.backoff(n)) {
+		if !clock.Sleep(u.clock, u.gate.backoff(n), ctx.Done()) {
 			u.hold.release()
 			log.Warn("stopping while a delivery could not be recorded; this record will be uploaded again at the next start")
 			return
@@ -384,7 +528,7 @@ func (h *hold) wait(ctx context.Context) error {
 		if n == 0 {
 			return nil
 		}
-		if err := waitChange(ctx, changed, -1); err != nil {
+		if err := waitChange(ctx, clock.System, changed, -1); err != nil {
 			return err
 		}
 	}
@@ -422,9 +566,15 @@ func (u *Uploader) attempt(ctx context.Context, r queue.Record, log *slog.Logger
 	for try := 0; ; try++ {
 		tok, err := u.tokens.Token(ctx)
 		if err != nil {
-			return Result{Outcome: Transient, Reason: "no access token: " + err.Error()}
+			res := Result{Outcome: Transient, Reason: "no access token: " + err.Error()}
+			if !errors.Is(err, ErrBadCredentials) {
+				f := Diagnose(err)
+				f.Cause = "token request: " + f.Cause
+				res.fault = &f
+			}
+			return res
 		}
-		res := u.send(ctx, r, tok)
+		res := u.send(ctx, r, tok, log)
 		if res.Outcome != BadToken {
 			return res
 		}
@@ -432,21 +582,31 @@ func (u *Uploader) attempt(ctx context.Context, r queue.Record, log *slog.Logger
 		u.tokens.Invalidate(tok)
 		if try == 1 {
 			log.Warn("the platform refused a freshly fetched token; check [platform] client_id and the clock", "reason", u.opts.Redactor.String(res.Reason))
+			u.plat.credentials("the platform refused a freshly fetched token", "check [platform] client_id and base_url (the token must come from the same platform), and the clock")
 			return Result{Outcome: Transient, Reason: "token refused twice: " + res.Reason}
 		}
 	}
 }
 
 // send makes one POST to scanrecord.jhtm.
-func (u *Uploader) send(ctx context.Context, r queue.Record, tok string) Result {
+func (u *Uploader) send(ctx context.Context, r queue.Record, tok string, log *slog.Logger) Result {
+	if _, known := u.plat.Skew(); !known {
+		u.measureSkew(ctx)
+	}
 	vals := url.Values{}
 	vals.Set("termName", r.TermName)
 	vals.Set("termSn", r.TermSn)
 	vals.Set("name", r.Name)
 	vals.Set("xgh", r.Xgh)
-	vals.Set("idCard", r.IDCard)
+	idCard := r.IDCard
+	if r.KeyAppID != "" && r.KeyAppID != u.opts.AppID && idCard != "" && u.opts.Recrypt != nil {
+		if c, err := u.opts.Recrypt(r.KeyAppID, idCard); err == nil {
+			idCard = c
+		}
+	}
+	vals.Set("idCard", idCard)
 	vals.Set("userType", r.UserType)
-	vals.Set("scanDate", r.ScanTime.In(u.opts.Location).Format(u.layout))
+	vals.Set("scanDate", u.scanTime(r, log).In(u.opts.Location).Format(u.layout))
 	vals.Set("appId", u.opts.AppID)
 
 	target := u.opts.ScanURL + "?access_token=" + url.QueryEscape(tok)
@@ -464,26 +624,30 @@ func (u *Uploader) send(ctx context.Context, r queue.Record, tok string) Result 
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
 	}
 	req.Header.Set("Accept", "application/json")
+	start := u.clock.Now()
 	resp, err := u.client.Do(req)
 	if err != nil {
-		return Result{Outcome: Transient, Reason: u.opts.Redactor.Error(err)}
+		f := Diagnose(err)
+		return Result{Outcome: Transient, Reason: u.opts.Redactor.Error(err), Fix: f.Fix, fault: &f}
 	}
 	defer resp.Body.Close()
+	u.plat.observe(start, u.clock.Now(), resp.Header)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	if err != nil {
-		return Result{Outcome: Transient, Reason: "reading the answer: " + u.opts.Redactor.Error(err)}
+		f := Diagnose(err)
+		return Result{Outcome: Transient, Reason: "reading the answer: " + u.opts.Redactor.Error(err), Fix: f.Fix, fault: &f}
 	}
-	return Classify(resp.StatusCode, resp.Header, raw, u.opts.Now())
-}
-
-// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+	res := Classify(resp.StatusCode, resp.Header, raw, u.opts.Now())
+	if res.Outcome == Transient {
+		fix := res.Fix
+		if fix == "" {
+			fix = "the platform is failing or overloaded: it is retried; if it lasts, ask the platform's administrators"
+		}
+		cause := res.Reason
+		if res.Fix == FixPortal {
+			cause = "not the platform's answer: a captive portal or a proxy's page (" + clip(res.Reason, 100) + ")"
+		}
+		res.fault = &Fault{Cause: u.opts.Redactor.String(cause), Fix: fix}
 	}
+	return res
 }

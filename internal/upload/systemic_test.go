@@ -1,0 +1,221 @@
+package upload
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"scanagent/internal/clock"
+	"scanagent/internal/queue"
+)
+
+// TestSystemicHoldProbesOncePerRetryMax: records refused in a row for the
+// same field hold the queue: the refused ones go back to pending (none
+// dead), and on a driven clock exactly one probe goes out per retry_max
+// until one is accepted; then the backlog drains.
+func TestSystemicHoldProbesOncePerRetryMax(t *testing.T) {
+	p := newPlatform(t)
+	var calls atomic.Int64
+	accept := atomic.Bool{}
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if accept.Load() {
+			r.ParseForm()
+			p.mu.Lock()
+			p.received = append(p.received, r.Form)
+			p.mu.Unlock()
+			io.WriteString(w, `{"type":"success","errorFields":[]}`)
+			return
+		}
+		io.WriteString(w, `{"type":"error","content":"appId 错误","errorFields":["appId"]}`)
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 2
+	})
+	r.enqueue(t, 6)
+	r.start()
+	plat := r.up.Platform()
+	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
+	if st := plat.Status(); !strings.Contains(st.Reason, "appId") || !strings.Contains(st.Fix, "[platform] app_id") {
+		t.Fatalf("held status %+v does not name the field and the key", st)
+	}
+	waitFor(t, "a worker waiting for the next probe", func() bool { return fake.Waiters() > 0 })
+	// In-flight refusals settle; none is dead.
+	waitFor(t, "no record dead", func() bool { s := r.stats(t); return s.Dead == 0 && s.Pending == 6 })
+	before := calls.Load()
+	if before > 4 {
+		t.Fatalf("%d calls before the hold; want hold_after (3) and at most one in flight", before)
+	}
+	for i := 1; i <= 3; i++ {
+		fake.Advance(retryMax)
+		waitFor(t, "one probe", func() bool { return calls.Load() == before+int64(i) })
+		waitFor(t, "the probe answered", func() bool { return fake.Waiters() > 0 && plat.Status().State == StateHeld })
+		if n := calls.Load(); n != before+int64(i) {
+			t.Fatalf("after %d retry_max: %d calls, want %d (one probe each)", i, n, before+int64(i))
+		}
+	}
+	if s := r.stats(t); s.Dead != 0 || s.Pending != 6 {
+		t.Fatalf("while held: %d pending, %d dead; want 6 and 0", s.Pending, s.Dead)
+	}
+	accept.Store(true)
+	fake.Advance(retryMax)
+	waitFor(t, "backlog delivered", func() bool { return r.stats(t).Pending == 0 })
+	if got := len(p.got()); got != 6 {
+		var xs []string
+		for _, v := range p.got() {
+			xs = append(xs, v.Get("xgh"))
+		}
+		t.Fatalf("platform got %d records, want 6: %v\n%s", got, xs, r.logBuf.String())
+	}
+	if st := plat.Status(); st.State == StateHeld {
+		t.Fatalf("state after success: %+v", st) // clock skewed: the fake clock is not the server's
+	}
+	if !strings.Contains(r.logBuf.String(), "uploads resumed") {
+		t.Errorf("no resume line:\n%s", r.logBuf.String())
+	}
+}
+
+// TestNotFoundHolds: a 404 kills nothing; the first success resumes.
+func TestNotFoundHolds(t *testing.T) {
+	p := newPlatform(t)
+	var notFound atomic.Bool
+	notFound.Store(true)
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		if notFound.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		r.ParseForm()
+		p.mu.Lock()
+		p.received = append(p.received, r.Form)
+		p.mu.Unlock()
+		io.WriteString(w, `{"type":"success","errorFields":[]}`)
+	})
+	r := newRig(t, p, "", nil)
+	r.enqueue(t, 4)
+	r.start()
+	waitFor(t, "held", func() bool { return r.up.Platform().Status().State == StateHeld })
+	if st := r.up.Platform().Status(); !strings.Contains(st.Fix, "scan_path") {
+		t.Fatalf("status %+v does not name scan_path", st)
+	}
+	notFound.Store(false)
+	waitFor(t, "delivered", func() bool { return r.stats(t).Pending == 0 })
+	if s := r.stats(t); s.Dead != 0 || len(p.got()) != 4 {
+		t.Fatalf("%d dead, %d delivered; want 0 and 4", s.Dead, len(p.got()))
+	}
+}
+
+// TestScanTimeCorrectedAfterJump: a scan stamped during this boot is sent
+// with the time the boot clock says it happened, after the wall clock
+// jumped; the record keeps its stamp and notes the time sent.
+func TestScanTimeCorrectedAfterJump(t *testing.T) {
+	fake := clock.NewFake(time.Date(2023, 3, 1, 8, 0, 0, 0, time.UTC))
+	q, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	u, err := New(q, nil, http.DefaultClient, Options{ScanURL: "http://127.0.0.1:1/x", Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamped := fake.Now()
+	boot, at := fake.Boot()
+	rec := &queue.Record{Reader: "r", TermName: "t", TermSn: "s", Xgh: "1", Name: "n", IDCard: "C", UserType: "u",
+		ScanTime: stamped, Boot: boot, BootAt: at}
+	if err := q.Enqueue(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.scanTime(*rec, u.log); !got.Equal(stamped) {
+		t.Fatalf("before any jump: %v, want the stamp %v", got, stamped)
+	}
+	const years3 = 3 * 365 * 24 * time.Hour
+	fake.Advance(10 * time.Second)
+	fake.Jump(years3)
+	want := stamped.Add(years3)
+	if got := u.scanTime(*rec, u.log); !got.Equal(want) {
+		t.Fatalf("after the jump: %v, want %v", got, want)
+	}
+	cur, err := q.PendingRecord(rec.ID)
+	if err != nil || !cur.ScanTime.Equal(stamped) || !cur.SentScanTime.Equal(want) {
+		t.Fatalf("stored: stamp %v, sent %v (%v); want %v and %v", cur.ScanTime, cur.SentScanTime, err, stamped, want)
+	}
+	// Stamped in another boot, and the clock now right: sent as stamped,
+	// and counted as plainly wrong when it is.
+	other := *rec
+	other.Boot = "another-boot"
+	if got := u.scanTime(other, u.log); !got.Equal(stamped) {
+		t.Fatalf("another boot: %v, want the stamp", got)
+	}
+	if n := u.Stats().Uncorrectable; n != 0 {
+		t.Fatalf("a 2023 stamp counted as plainly wrong (%d)", n)
+	}
+	other.ScanTime = time.Date(1970, 1, 1, 0, 5, 0, 0, time.UTC)
+	if got := u.scanTime(other, u.log); !got.Equal(other.ScanTime) || u.Stats().Uncorrectable != 1 {
+		t.Fatalf("a 1970 stamp: sent %v, counted %d; want as stamped and counted", got, u.Stats().Uncorrectable)
+	}
+}
+
+func TestPlatformStates(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	p := NewPlatform(PlatformOptions{Clock: fake})
+	st, changed := p.Watch()
+	if st.State != StateUnknown {
+		t.Fatalf("initial state %s", st.State)
+	}
+	fake.Advance(time.Second)
+	p.reached()
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Watch's channel not closed at a change")
+	}
+	if st := p.Status(); st.State != StateReachable || !st.Since.Equal(fake.Now()) {
+		t.Fatalf("%+v", st)
+	}
+	h := http.Header{}
+	h.Set("Date", fake.Now().Add(3*time.Hour).UTC().Format(http.TimeFormat))
+	p.observe(fake.Now(), fake.Now(), h)
+	if st := p.Status(); st.State != StateClockSkewed || !strings.Contains(st.Reason, "behind") || st.Fix != FixClock {
+		t.Fatalf("%+v", st)
+	}
+	p.unreachable("connection refused", Fault{Fix: FixRefused}, "dial tcp: refused")
+	if st := p.Status(); st.State != StateUnreachable || st.Reason != "connection refused" {
+		t.Fatalf("%+v", st)
+	}
+	p.hold("3 records refused", "check app_id")
+	p.credentials("401", "client_secret")
+	if st := p.Status(); st.State != StateCredentials {
+		t.Fatalf("credentials should win: %+v", st)
+	}
+	p.credentials("", "")
+	if st := p.Status(); st.State != StateHeld {
+		t.Fatalf("%+v", st)
+	}
+	p.unhold()
+	h.Set("Date", fake.Now().UTC().Format(http.TimeFormat))
+	p.observe(fake.Now(), fake.Now(), h)
+	if st := p.Status(); st.State != StateReachable || st.Skew != 0 && st.Skew != time.Second {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestFieldNames(t *testing.T) {
+	for in, want := range map[string]string{
+		`["idCard","appId","idCard"]`:      "appId,idCard",
+		`"appId, idCard"`:                  "appId,idCard",
+		`{"termSn":"bad"}`:                 "termSn",
+		`[{"field":"scanDate","msg":"x"}]`: "scanDate",
+	} {
+		if got := strings.Join(fieldNames([]byte(in)), ","); got != want {
+			t.Errorf("fieldNames(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
