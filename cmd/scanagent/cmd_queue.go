@@ -210,7 +210,7 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.Time), r.Reader, oneLine(r.Reason), clip(strconv.Quote(string(r.Raw)), 40))
 		}
 	default:
-		last := "ATTEMPTS\tLAST ERROR"
+		last := "TRIES\tLAST ERROR"
 		if s == queue.StateDead {
 			last = "DEAD SINCE\tREASON"
 		}
@@ -219,7 +219,7 @@ func (c *queueCmd) list(ctx context.Context, e *env, args []string) error {
 			r := it.Record
 			// The cause is the last column and printed whole: it is what a
 			// technician acts on.
-			tail := fmt.Sprintf("%d\t%s", r.Attempts, oneLine(orDash(r.LastError)))
+			tail := fmt.Sprintf("%d\t%s", r.Tries, oneLine(orDash(r.LastError)))
 			if s == queue.StateDead {
 				tail = fmt.Sprintf("%s\t%s", localTime(r.DeadAt), oneLine(r.DeadReason))
 			}
@@ -320,7 +320,8 @@ func (c *queueCmd) show(ctx context.Context, e *env, args []string) error {
 			row("sentScanTime", localTime(r.SentScanTime)+" (corrected: the clock was wrong when the scan was stamped)")
 		}
 		row("enqueuedAt", localTime(r.EnqueuedAt))
-		row("attempts", strconv.Itoa(r.Attempts))
+		row("tries", strconv.Itoa(r.Tries))
+		row("attempts", fmt.Sprintf("%d (platform errors counted against max_error_attempts)", r.Attempts))
 		row("lastError", orDash(r.LastError))
 		row("nextAttempt", localTime(r.NextAttempt))
 		if it.State == queue.StateDead {
@@ -466,11 +467,11 @@ func (c *queueCmd) export(ctx context.Context, e *env, args []string) (err error
 			}
 		} else {
 			cw.Write([]string{"id", "reader", "termName", "termSn", "xgh", "name", "idCard", "userType", "scanTime",
-				"enqueuedAt", "attempts", "lastError", "deadReason", "deadAt"})
+				"enqueuedAt", "tries", "attempts", "lastError", "deadReason", "deadAt"})
 			write = func(it queue.Item) error {
 				r := it.Record
 				return cw.Write([]string{strconv.FormatUint(r.ID, 10), r.Reader, r.TermName, r.TermSn, r.Xgh, r.Name, r.IDCard,
-					r.UserType, csvTime(r.ScanTime), csvTime(r.EnqueuedAt), strconv.Itoa(r.Attempts), r.LastError,
+					r.UserType, csvTime(r.ScanTime), csvTime(r.EnqueuedAt), strconv.Itoa(r.Tries), strconv.Itoa(r.Attempts), r.LastError,
 					r.DeadReason, csvTime(r.DeadAt)})
 			}
 		}

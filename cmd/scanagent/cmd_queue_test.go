@@ -548,3 +548,39 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestQueueListShowsTriesAndWholeCause: a record the platform failed three
+// times shows 3 tries (not 0 counted attempts) and its whole last error.
+func TestQueueListShowsTriesAndWholeCause(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ids := seedQueue(t, dataDir)
+	q, err := queue.Open(filepath.Join(dataDir, queueFile), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := "platform unreachable: Post \"https://open.example.edu.cn/api/scanrecord.jhtm\": dial tcp 10.1.2.3:443: i/o timeout (the campus firewall?)"
+	for range 3 {
+		if err := q.Note(context.Background(), ids[0], 0, cause, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	cfgPath := writeFile(t, "config.toml", validConfig(t, dataDir, "http://127.0.0.1:1", "/dev/ttyUSB0"))
+	code, out, errs := cli(t, cfgPath, "queue", "list")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var row string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, fmt.Sprint(ids[0])+" ") {
+			row = line
+		}
+	}
+	if !strings.Contains(out, "TRIES") || !strings.Contains(row, " 3 ") || !strings.HasSuffix(row, cause) {
+		t.Errorf("list row %q; want 3 tries and the whole cause\n%s", row, out)
+	}
+	_, out, _ = cli(t, cfgPath, "queue", "show", fmt.Sprint(ids[0]))
+	if !strings.Contains(out, "tries") || !strings.Contains(out, cause) {
+		t.Errorf("show:\n%s", out)
+	}
+}

@@ -38,7 +38,8 @@ type Record struct {
 	SentScanTime time.Time `json:"sentScanTime,omitzero"`
 
 	EnqueuedAt  time.Time `json:"enqueuedAt"`
-	Attempts    int       `json:"attempts,omitempty"`   // counted attempts (SPEC §2)
+	Attempts    int       `json:"attempts,omitempty"`   // platform errors counted against max_error_attempts
+	Tries       int       `json:"tries,omitempty"`      // every send that did not deliver (Note counts them)
 	LastError   string    `json:"lastError,omitempty"`  // redacted
 	NextAttempt time.Time `json:"nextAttempt,omitzero"` // earliest next try, when backing off
 	DeadReason  string    `json:"deadReason,omitempty"` // set in the dead bucket

@@ -277,8 +277,9 @@ func (q *Queue) Kill(ctx context.Context, id uint64, reason string) error {
 	})
 }
 
-// Note records a failed attempt on a pending record: attempts (when counted),
-// the redacted last error and the next attempt time, for `queue show`.
+// Note records a failed send of a pending record: one more try, attempts
+// (the platform errors counted against max_error_attempts), the redacted
+// last error and the next attempt time, for `queue list` and `show`.
 func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr string, next time.Time) error {
 	return q.write(ctx, func(tx *bolt.Tx) error {
 		r, err := getRecord(tx, bucketPending, id)
@@ -286,6 +287,7 @@ func (q *Queue) Note(ctx context.Context, id uint64, attempts int, lastErr strin
 			return err
 		}
 		r.Attempts, r.LastError, r.NextAttempt = attempts, lastErr, next
+		r.Tries++
 		v, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -409,7 +411,7 @@ func (q *Queue) retryTx(tx *bolt.Tx, ids []uint64) (moved int, err error) {
 		if err != nil {
 			return moved, err
 		}
-		r.ID, r.Attempts, r.LastError = nid, 0, "retried after: "+r.DeadReason
+		r.ID, r.Attempts, r.Tries, r.LastError = nid, 0, 0, "retried after: "+r.DeadReason
 		r.DeadReason, r.DeadAt, r.NextAttempt = "", time.Time{}, time.Time{}
 		if err := putRecord(tx, bucketPending, metaPendingN, r); err != nil {
 			return moved, err

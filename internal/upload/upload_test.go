@@ -500,3 +500,25 @@ func TestRetryAfterBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestTriesCounted: every failed send is counted on the record (Tries), not
+// only the platform errors that count against max_error_attempts: a record
+// the platform has been failing for a while never shows 0.
+func TestTriesCounted(t *testing.T) {
+	p := newPlatform(t)
+	var hits atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) { hits.Add(1); w.WriteHeader(503) })
+	r := newRig(t, p, "", func(o *Options) { o.Concurrency = 1 })
+	r.enqueue(t, 1)
+	r.start()
+	waitFor(t, "three failed sends noted", func() bool {
+		items, _ := r.q.List(queue.StatePending, 0, 1)
+		return len(items) == 1 && items[0].Record.Tries >= 3
+	})
+	r.stop()
+	items, _ := r.q.List(queue.StatePending, 0, 1)
+	rec := items[0].Record
+	if rec.Attempts != 0 || rec.Tries < 3 || int64(rec.Tries) > hits.Load() {
+		t.Errorf("attempts %d, tries %d after %d sends; want 0 counted and every send tried", rec.Attempts, rec.Tries, hits.Load())
+	}
+}
