@@ -21,7 +21,7 @@ import (
 	"scanagent/internal/termtext"
 )
 
-// queueCmd inspects and repairs the offline queue (SPEC §3). While the agent
+// queueCmd inspects and repairs the offline queue (docs/operate.md). While the agent
 // runs, the commands go through its admin API (queue_client.go); while it is
 // stopped they open queue.db directly. compact works offline only; salvage
 // both ways (the running agent salvages files in data_dir).
@@ -623,7 +623,7 @@ func (d dbStore) Where() string { return d.q.Path() }
 func (d dbStore) Close() error  { return d.q.Close() }
 
 // How long the commands wait: for the agent's socket to answer /healthz,
-// and for the file's lock. Together well under SPEC §3's 2 seconds.
+// and for the file's lock. Together well under the 2 seconds a command may take to say it cannot reach the queue.
 const (
 	probeTimeout       = 700 * time.Millisecond
 	offlineLockTimeout = 500 * time.Millisecond

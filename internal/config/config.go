@@ -168,7 +168,7 @@ type Reader struct {
 	UserTypes map[string]string `toml:"user_types"`
 }
 
-// Default returns the configuration with every default of SPEC §5 and no
+// Default returns the configuration with every default of config.example.toml and no
 // readers.
 func Default() Config {
 	return Config{

@@ -1,5 +1,5 @@
 // Package crypto encrypts ID numbers the way the campus open platform expects
-// them in the idCard parameter of a scan record (SPEC §4): AES-128 with the
+// them in the idCard parameter of a scan record (docs/platform.md): AES-128 with the
 // platform appId, left-padded with '0' to 16 bytes, as the key; ECB with
 // PKCS#7 padding and standard base64 output by default (what Java's
 // Cipher.getInstance("AES") produces), CBC and hex output for platforms that

@@ -104,7 +104,7 @@ func TestVectors(t *testing.T) {
 	}
 }
 
-// TestPlatformExample is the example of SPEC §4 and the platform document,
+// TestPlatformExample is the example of the platform document (docs/platform.md),
 // spelled out so that it survives any change to vectors.txt.
 func TestPlatformExample(t *testing.T) {
 	// printf 33010219900101123X | openssl enc -aes-128-ecb -K 30303030303030303030303030303031 -base64 -A

@@ -1,5 +1,5 @@
 // Package devserver is a strict local emulation of the endpoints of the
-// campus open platform that scanagent uses (SPEC §2): the client-credentials
+// campus open platform that scanagent uses (docs/platform.md): the client-credentials
 // token endpoint, the scan record endpoint and msgsend (operator alerts,
 // msgsend.go). Tests, the demo command and
 // technicians run it in place of the real platform.

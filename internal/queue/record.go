@@ -141,7 +141,7 @@ func (r Ref) Noun() string {
 // State names a bucket a technician can look into.
 type State string
 
-// The states of SPEC §3's queue commands.
+// The states a record can be in, as the queue commands show them.
 const (
 	StatePending   State = "pending"
 	StateDead      State = "dead"

@@ -498,7 +498,7 @@ func locate(tx *bolt.Tx, ref Ref) (State, []byte) {
 	return "", nil
 }
 
-// Stats are the counts of `queue stats` (SPEC §3).
+// Stats are the counts of `queue stats` (docs/operate.md).
 type Stats struct {
 	Pending       uint64     `json:"pending"`
 	Dead          uint64     `json:"dead"`

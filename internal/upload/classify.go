@@ -13,10 +13,10 @@ import (
 	"unicode/utf8"
 )
 
-// Outcome is what one upload attempt means for its record (SPEC §2).
+// Outcome is what one upload attempt means for its record (docs/platform.md).
 type Outcome int
 
-// The outcomes of SPEC §2's table.
+// The outcomes of the table in docs/platform.md.
 const (
 	Transient Outcome = iota // retry with backoff, not counted
 	Delivered                // type == "success": delete the record

@@ -1,5 +1,5 @@
 // Package upload delivers queued scan records to the campus platform's
-// scanrecord.jhtm endpoint (SPEC §2): a single-flight token source, the
+// scanrecord.jhtm endpoint (docs/platform.md): a single-flight token source, the
 // outcome table, exponential backoff with jitter shared by all workers (token
 // fetches included), and a dispatcher that streams the backlog oldest first
 // and wakes on every new record. Systemic refusals (404/405, or hold_after
@@ -52,7 +52,7 @@ type Tokens interface {
 	Invalidate(tok string)
 }
 
-// Options configure an Uploader; zero values mean the SPEC §5 defaults.
+// Options configure an Uploader; zero values mean the defaults of config.example.toml.
 type Options struct {
 	ScanURL          string // base_url + scan_path
 	AppID            string
