@@ -24,6 +24,15 @@ import (
 // framing and baud: the reader's TestRunLogs*; the clock:
 // TestClockSkewNamed; a systemic hold: TestMistypedAppIDHolds.)
 
+// skipChildInShort skips a test that runs scanagent in a child process
+// under -short (the arm64 run under qemu cannot exec the test binary).
+func skipChildInShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs scanagent in a child process; -short skips subprocess tests")
+	}
+}
+
 // doctorJSON runs doctor --json, in this process or (env set) in a child
 // process, and returns its failed checks.
 func doctorJSON(t *testing.T, cfgPath string, env ...string) []checkResult {
@@ -32,6 +41,7 @@ func doctorJSON(t *testing.T, cfgPath string, env ...string) []checkResult {
 	if len(env) == 0 {
 		_, out, _ = cli(t, cfgPath, "doctor", "--json")
 	} else {
+		skipChildInShort(t)
 		cmd := exec.Command(os.Args[0], "-c", cfgPath, "doctor", "--json")
 		cmd.Env = append(append(os.Environ(), "SCANAGENT_EXEC_MAIN=1"), env...)
 		var b bytes.Buffer
@@ -80,6 +90,7 @@ func agentLog(t *testing.T, cfg, want string, env ...string) string {
 		a.stop()
 		return a.logs.String()
 	}
+	skipChildInShort(t)
 	cmd := exec.Command(os.Args[0], "-c", cfgPath, "run")
 	cmd.Env = append(append(os.Environ(), "SCANAGENT_EXEC_MAIN=1"), env...)
 	if err := cmd.Start(); err != nil {
