@@ -1,19 +1,22 @@
 package queue
 
 import (
+	"time"
+
 	"golang.org/x/sys/unix"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // dropPages tells the kernel that the process no longer needs the pages of
-// the file's memory map that it has touched: the consistency check at open
-// reads every page, and a touched page of the map counts in the process's
-// RSS until it is dropped, so a backlog of a million records would keep
-// hundreds of MB resident. The map is shared and read-only, so
-// MADV_DONTNEED only unmaps: the data stays in the page cache and the next
-// read maps it again. It runs inside a read transaction, which keeps bbolt
-// from remapping the file meanwhile. Best effort: an error changes nothing.
+// the file's memory map that it has touched: a touched page of the map
+// counts in the process's RSS until it is dropped, so reading through a
+// backlog of a million records would keep hundreds of MB resident. The map
+// is shared and read-only, so MADV_DONTNEED only unmaps: the data stays in
+// the page cache and the next read maps it again (a minor fault). It must
+// run inside a read transaction, which keeps bbolt from remapping the file
+// meanwhile; other transactions reading the map at the same time are
+// unaffected. Best effort: an error changes nothing.
 func dropPages(tx *bolt.Tx) {
 	data := tx.DB().Info().Data
 	size := tx.Size()
@@ -21,4 +24,30 @@ func dropPages(tx *bolt.Tx) {
 		return
 	}
 	_, _, _ = unix.Syscall(unix.SYS_MADVISE, data, uintptr(size), unix.MADV_DONTNEED)
+}
+
+// dropPagesWhile drops the map's pages every interval until stop is called,
+// which must happen before tx ends: for the full check at open, which reads
+// every page of the file, so that its memory stays bounded by what it reads
+// in one interval.
+func dropPagesWhile(tx *bolt.Tx, interval time.Duration) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				dropPages(tx)
+				return
+			case <-t.C:
+				dropPages(tx)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }

@@ -39,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -106,6 +107,10 @@ type Queue struct {
 
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
+	recount   map[string]uint64 // Open: bucket sizes counted by the full check
+	fullCheck bool              // Open ran the full check (no clean stop before it)
+	dropped   atomic.Int64      // when view last released the map's pages (dropPagesEvery)
+
 	amu      sync.Mutex
 	caughtUp sync.Cond // on amu: broadcast when settled grows
 	wrote    uint64    // generation of the last journal entry written
@@ -119,7 +124,8 @@ type Queue struct {
 }
 
 // Open opens (creating if needed) the queue file at path, checks it for
-// consistency and starts the committer. A damaged file yields an error
+// consistency (check.go: a quick check after a clean stop, the full one
+// otherwise) and starts the committer. A damaged file yields an error
 // wrapping ErrCorrupt; see OpenOrQuarantine.
 func Open(path string, opts Options) (q *Queue, err error) {
 	if opts.LockTimeout == 0 {
@@ -157,12 +163,15 @@ func Open(path string, opts Options) (q *Queue, err error) {
 		changed: make(chan struct{}, 1)}
 	q.idle.L = &q.omu
 	q.caughtUp.L = &q.amu
-	if err := q.check(); err != nil {
+	clean, err := q.checkOpen()
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
 	if !opts.ReadOnly {
-		if err := protect(func() error { return db.Update(initBuckets) }); err != nil {
+		if err := protect(func() error {
+			return db.Update(func(tx *bolt.Tx) error { return initBuckets(tx, q.recount) })
+		}); err != nil {
 			db.Close()
 			if !errors.Is(err, ErrCorrupt) {
 				err = fmt.Errorf("%w: %v", ErrWrite, err)
@@ -172,12 +181,13 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	}
 	if err := q.view(func(tx *bolt.Tx) error {
 		q.pendingN = counter(tx, metaPendingN)
-		dropPages(tx) // check and initBuckets read every page
+		dropPages(tx) // what the check and initBuckets read
 		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	q.recount, q.fullCheck = nil, !clean
 	q.health.Full = q.isFull(q.pendingN)
 	if err := q.openJournal(); err != nil {
 		db.Close()
@@ -236,18 +246,6 @@ func (q *Queue) openJournal() error {
 	return nil
 }
 
-// check runs bbolt's consistency check and reads every record once.
-func (q *Queue) check() error {
-	return protect(func() error {
-		return q.db.View(func(tx *bolt.Tx) error {
-			for cerr := range tx.Check() {
-				return fmt.Errorf("%w: %v", ErrCorrupt, cerr)
-			}
-			return nil
-		})
-	})
-}
-
 // protect runs fn, turning a bbolt panic (a damaged page) into ErrCorrupt.
 func protect(fn func() error) (err error) {
 	defer func() {
@@ -281,7 +279,9 @@ func (q *Queue) Close() error {
 	close(q.kick)
 	<-q.done
 	// Best effort: an entry left in the journal is applied at the next Open.
-	_ = q.apply()
+	if err := q.apply(); err == nil && q.unapplied == nil && !q.opts.ReadOnly {
+		q.markClean()
+	}
 	q.closeJournal()
 	return q.db.Close()
 }

@@ -1,0 +1,561 @@
+package queue
+
+// The consistency check at Open, and what lets it skip bbolt's own.
+//
+// bbolt's check (tx.Check) walks every page of the file through the memory
+// map and keeps a map entry per page: with a million scans pending that is
+// a third of a gigabyte of resident pages while it runs and several MB of
+// heap. It is what finds a damaged file before bbolt reads a bad page at
+// run time (a panic, which protect turns into ErrCorrupt) or writes over one
+// (scans lost). Open checks the file in one of two ways:
+//
+//   - After a clean stop, the quick check (quickCheck). Close writes a
+//     marker into the meta bucket in its last transaction (metaClean, holding
+//     that transaction's ID), and the first write at Open deletes it, so
+//     Open finds it only when the agent closed the file and nothing wrote to
+//     it since: an older version of the agent, bbolt's tool or a crash in a
+//     later run all leave it absent or naming an older transaction. The
+//     quick check reads the file with plain reads, one chunk at a time, so
+//     its memory does not grow with the file (bitmaps of a bit per page),
+//     and it reads each page once in file order.
+//   - Otherwise (an unclean stop, a file from an older version, anything
+//     the quick check cannot vouch for): bbolt's full check (checkFull),
+//     with the map's pages released every few milliseconds while it runs,
+//     so that resident memory stays bounded; its heap still grows with the
+//     number of pages (a map entry each).
+//
+// What can damage a file closed cleanly. Every commit had been synced, so
+// the file was consistent when it was closed. What can damage it while no
+// process has it open is (a) a disk that acknowledged a sync it had not
+// done, losing or tearing the last writes at a power cut, (b) the media
+// itself (a bad sector, bit rot), (c) a person or a program writing or
+// truncating the file. Truncation is caught by checkNotTruncated before
+// bbolt maps the file. For the rest, the quick check checks what bbolt's
+// check checks, within pages and between them, except the order of keys
+// across pages that are not parent and child on its walk:
+//   - both meta pages valid, their transactions consecutive (a torn last
+//     commit leaves one invalid or older; the full check then decides);
+//   - the freelist: sorted, unique, in range;
+//   - the root and every bucket's branch pages and first and last leaf
+//     read and walked (the last commits wrote those: scans are appended at
+//     the end of the pending bucket and delivered from its front);
+//   - every page of the file read once: each page that is not free must be
+//     one the walk reached, say its own ID, be a branch, leaf or freelist
+//     page whose elements lie within it with its keys in order, and its
+//     overflow pages must be neither free nor another page's.
+// A page overwritten, zeroed, garbled or lost anywhere is found. Neither
+// check sees a changed byte inside a stored value (bbolt keeps no
+// checksums): such a record no longer decodes and is moved to the dead
+// letters when the uploader reaches it (see moveUnreadable).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"runtime/debug"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// metaClean is the clean-shutdown marker: the ID of the transaction that
+// wrote it, Close's last.
+var metaClean = []byte("clean_close")
+
+// markClean writes the clean-shutdown marker; Close calls it last, when
+// nothing is left in the journal. Best effort: without it the next Open
+// runs the full check.
+func (q *Queue) markClean() {
+	_ = protect(func() error {
+		return q.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaClean, u64(uint64(tx.ID())))
+		})
+	})
+}
+
+// closedCleanly tells whether the marker names the file's last transaction.
+func closedCleanly(tx *bolt.Tx) bool {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return false
+	}
+	v := b.Get(metaClean)
+	return len(v) == 8 && binary.BigEndian.Uint64(v) == uint64(tx.ID())
+}
+
+// checkOpen runs the open-time check: the quick one when the file was
+// closed cleanly and passes it, the full one otherwise. It reports whether
+// the file was closed cleanly (the derived counters are then right).
+func (q *Queue) checkOpen() (clean bool, err error) {
+	if qerr := quickCheck(q.path); qerr == nil {
+		// The root and the meta bucket's pages were just read and found
+		// sound, so reading the marker cannot fault.
+		_ = q.readChecked(func(tx *bolt.Tx) error { clean = closedCleanly(tx); return nil })
+	}
+	if clean {
+		return true, nil
+	}
+	return false, q.checkFull()
+}
+
+// readChecked runs fn in a read transaction under protect, with memory
+// faults turned into panics (a page past the end of the file).
+func (q *Queue) readChecked(fn func(tx *bolt.Tx) error) error {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return protect(func() error { return q.db.View(fn) })
+}
+
+// checkFull runs bbolt's consistency check (which reads every record once)
+// and counts each bucket's keys, releasing the file's pages from memory as
+// it goes (dropPagesWhile), then gives the check's own memory back to the
+// system.
+func (q *Queue) checkFull() error {
+	defer debug.FreeOSMemory()
+	return protect(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			stop := dropPagesWhile(tx, 5*time.Millisecond)
+			defer stop()
+			// Every error is taken, so that the check's goroutine has ended
+			// before the transaction does.
+			var first error
+			for cerr := range tx.Check() {
+				if first == nil {
+					first = cerr
+				}
+			}
+			if first != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, first)
+			}
+			// The derived counters, recounted here while pages are being
+			// released (initBuckets writes them).
+			q.recount = map[string]uint64{}
+			for _, name := range [][]byte{bucketPending, bucketDead, bucketRejected, bucketDelivered} {
+				if b := tx.Bucket(name); b != nil {
+					q.recount[string(name)] = uint64(b.Stats().KeyN)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func fnvSum(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// errDoubt is the quick check's answer when it finds something it cannot
+// vouch for: the full check then decides.
+var errDoubt = errors.New("the quick check cannot vouch for the file")
+
+// bbolt's page layout (go.etcd.io/bbolt/internal/common), read here without
+// the memory map: a page header (id, flags, count, overflow), then 16-byte
+// elements, branch (pos, ksize, pgid) or leaf (flags, pos, ksize, vsize),
+// each key pos bytes after its element.
+const (
+	pageHeader     = 16
+	elemSize       = 16
+	flagBranch     = 0x01
+	flagLeaf       = 0x02
+	flagMeta       = 0x04
+	flagFreelist   = 0x10
+	leafBucketFlag = 0x01
+	noFreelist     = ^uint64(0)
+	bucketHeader   = 16 // root pgid, sequence
+)
+
+// quickCheck checks a file closed cleanly (see the top of this file) with
+// plain reads, never through the memory map, so a bad page is an error here
+// and never a fault: the meta pages, the freelist, the tree's skeleton
+// (walk), then every page once (sweep). It returns an error wrapping
+// errDoubt when it cannot vouch for the file.
+func quickCheck(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	c := &skeleton{f: f, size: fi.Size()}
+	if err := c.metas(); err != nil {
+		return err
+	}
+	if err := c.freelist(); err != nil {
+		return err
+	}
+	if err := c.bucket(c.root, true); err != nil {
+		return err
+	}
+	return c.sweep()
+}
+
+type skeleton struct {
+	f        *os.File
+	size     int64
+	pageSize int64
+	hwm      uint64 // pages below it are in use or free
+	root     uint64
+	flist    uint64
+	seen     []uint64 // bitmap: reachable pages
+	head     []uint64 // bitmap: the first page of each reachable page
+	free     []uint64 // bitmap: free pages
+}
+
+func bitSet(m []uint64, i uint64) bool { return m[i/64]&(1<<(i%64)) != 0 }
+func setBit(m []uint64, i uint64)      { m[i/64] |= 1 << (i % 64) }
+
+func doubt(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errDoubt}, a...)...)
+}
+
+// metas reads both meta pages: both must be valid and their transactions
+// consecutive, as a cleanly closed file leaves them.
+func (c *skeleton) metas() error {
+	type meta struct{ pageSize, root, flist, pgid, txid uint64 }
+	read := func(off int64) (meta, bool) {
+		buf := make([]byte, metaSumEnd+8)
+		if _, err := c.f.ReadAt(buf, off); err != nil {
+			return meta{}, false
+		}
+		m := buf[metaOffset:]
+		h := buf[:pageHeader]
+		if binary.LittleEndian.Uint16(h[8:]) != flagMeta || binary.LittleEndian.Uint32(m[0:]) != boltMagic {
+			return meta{}, false
+		}
+		if sum := fnvSum(buf[metaSumStart:metaSumEnd]); sum != binary.LittleEndian.Uint64(buf[metaSumEnd:]) {
+			return meta{}, false
+		}
+		return meta{pageSize: uint64(binary.LittleEndian.Uint32(m[8:])), root: binary.LittleEndian.Uint64(m[16:]),
+			flist: binary.LittleEndian.Uint64(m[32:]), pgid: binary.LittleEndian.Uint64(m[40:]),
+			txid: binary.LittleEndian.Uint64(m[48:])}, true
+	}
+	a, ok := read(0)
+	if !ok || a.pageSize < 512 || a.pageSize > 1<<20 {
+		return doubt("meta page 0 is not valid")
+	}
+	b, ok := read(int64(a.pageSize))
+	if !ok || b.pageSize != a.pageSize || (a.txid != b.txid+1 && b.txid != a.txid+1) {
+		return doubt("meta page 1 is not valid or not consecutive")
+	}
+	if b.txid > a.txid {
+		a = b
+	}
+	c.pageSize, c.root, c.flist, c.hwm = int64(a.pageSize), a.root, a.flist, a.pgid
+	if c.hwm < 2 || int64(c.hwm)*c.pageSize > c.size {
+		return doubt("high-water mark %d pages, file %d bytes", c.hwm, c.size)
+	}
+	words := (c.hwm + 63) / 64
+	c.seen, c.head, c.free = make([]uint64, words), make([]uint64, words), make([]uint64, words)
+	setBit(c.seen, 0)
+	setBit(c.seen, 1)
+	return nil
+}
+
+// page reads page id with its overflow pages, checking its header.
+func (c *skeleton) page(id uint64, want uint16) ([]byte, error) {
+	if id < 2 || id >= c.hwm {
+		return nil, doubt("page %d out of range [2, %d)", id, c.hwm)
+	}
+	h := make([]byte, pageHeader)
+	if _, err := c.f.ReadAt(h, int64(id)*c.pageSize); err != nil {
+		return nil, doubt("page %d: %v", id, err)
+	}
+	if got := binary.LittleEndian.Uint64(h); got != id {
+		return nil, doubt("page %d says it is page %d", id, got)
+	}
+	flags := binary.LittleEndian.Uint16(h[8:])
+	if flags&want == 0 {
+		return nil, doubt("page %d: flags %#x, want %#x", id, flags, want)
+	}
+	over := uint64(binary.LittleEndian.Uint32(h[12:]))
+	if id+over >= c.hwm {
+		return nil, doubt("page %d: overflow past the high-water mark", id)
+	}
+	buf := make([]byte, int64(over+1)*c.pageSize)
+	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && !errors.Is(err, io.EOF) {
+		return nil, doubt("page %d: %v", id, err)
+	}
+	if flags&(flagBranch|flagLeaf) != 0 {
+		if err := c.reach(id, over); err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// reach marks pages id…id+over reachable.
+func (c *skeleton) reach(id, over uint64) error {
+	if id < c.hwm {
+		setBit(c.head, id)
+	}
+	for p := id; p <= id+over; p++ {
+		if p < 2 || p >= c.hwm {
+			return doubt("page %d out of range", p)
+		}
+		if bitSet(c.free, p) {
+			return doubt("page %d is reachable and free", p)
+		}
+		if bitSet(c.seen, p) {
+			return doubt("page %d is reachable twice", p)
+		}
+		setBit(c.seen, p)
+	}
+	return nil
+}
+
+// freelist reads the free page IDs: sorted, unique, in range.
+func (c *skeleton) freelist() error {
+	if c.flist == noFreelist {
+		return doubt("no freelist in the file")
+	}
+	buf, err := c.page(c.flist, flagFreelist)
+	if err != nil {
+		return err
+	}
+	over := uint64(binary.LittleEndian.Uint32(buf[12:]))
+	if err := c.reach(c.flist, over); err != nil {
+		return err
+	}
+	n, at := uint64(binary.LittleEndian.Uint16(buf[10:])), uint64(pageHeader)
+	if n == 0xFFFF {
+		n, at = binary.LittleEndian.Uint64(buf[pageHeader:]), pageHeader+8
+	}
+	if at+8*n > uint64(len(buf)) {
+		return doubt("freelist: %d IDs do not fit in its pages", n)
+	}
+	var last uint64
+	for i := range n {
+		id := binary.LittleEndian.Uint64(buf[at+8*i:])
+		if id < 2 || id >= c.hwm || id <= last || bitSet(c.seen, id) {
+			return doubt("freelist: page %d", id)
+		}
+		setBit(c.free, id)
+		last = id
+	}
+	return nil
+}
+
+// elem returns element i of a page: its key, and its pgid (branch) or
+// flags and value (leaf).
+func elem(buf []byte, i int) (key []byte, pgid uint64, flags uint32, val []byte, err error) {
+	at := pageHeader + i*elemSize
+	if at+elemSize > len(buf) {
+		return nil, 0, 0, nil, doubt("element %d past its page", i)
+	}
+	e := buf[at:]
+	leaf := binary.LittleEndian.Uint16(buf[8:])&flagLeaf != 0
+	var pos, ksize, vsize int
+	if leaf {
+		flags = binary.LittleEndian.Uint32(e[0:])
+		pos, ksize, vsize = int(binary.LittleEndian.Uint32(e[4:])), int(binary.LittleEndian.Uint32(e[8:])), int(binary.LittleEndian.Uint32(e[12:]))
+	} else {
+		pos, ksize = int(binary.LittleEndian.Uint32(e[0:])), int(binary.LittleEndian.Uint32(e[4:]))
+		pgid = binary.LittleEndian.Uint64(e[8:])
+	}
+	if pos < 0 || ksize < 0 || vsize < 0 || at+pos+ksize+vsize > len(buf) {
+		return nil, 0, 0, nil, doubt("element %d: key or value past its page", i)
+	}
+	key = buf[at+pos : at+pos+ksize]
+	val = buf[at+pos+ksize : at+pos+ksize+vsize]
+	return key, pgid, flags, val, nil
+}
+
+// keysInOrder checks a page's keys are strictly increasing and returns its
+// element count.
+func keysInOrder(buf []byte) (int, error) {
+	n := int(binary.LittleEndian.Uint16(buf[10:]))
+	var prev []byte
+	for i := range n {
+		k, _, _, _, err := elem(buf, i)
+		if err != nil {
+			return 0, err
+		}
+		if i > 0 && bytes.Compare(prev, k) >= 0 {
+			return 0, doubt("keys out of order")
+		}
+		prev = k
+	}
+	return n, nil
+}
+
+// bucket walks a bucket's tree from its root page: every branch page, and
+// its first and last leaf (all of them when all is set: the root bucket).
+// Nested buckets met in the leaves read are walked too.
+func (c *skeleton) bucket(root uint64, all bool) error {
+	return c.walk(root, all, true, true, nil, nil)
+}
+
+// walk reads page id, whose keys must lie in [lo, hi) (nil: unbounded),
+// then its children: all of them, or only its first and last leaf.
+func (c *skeleton) walk(id uint64, all, first, last bool, lo, hi []byte) error {
+	buf, err := c.page(id, flagBranch|flagLeaf)
+	if err != nil {
+		return err
+	}
+	n, err := keysInOrder(buf)
+	if err != nil {
+		return fmt.Errorf("page %d: %w", id, err)
+	}
+	if n > 0 {
+		k0, _, _, _, _ := elem(buf, 0)
+		kn, _, _, _, _ := elem(buf, n-1)
+		if lo != nil && bytes.Compare(k0, lo) < 0 || hi != nil && bytes.Compare(kn, hi) >= 0 {
+			return doubt("page %d: keys outside its parent's range", id)
+		}
+	}
+	if binary.LittleEndian.Uint16(buf[8:])&flagLeaf != 0 {
+		return c.leaf(buf, n)
+	}
+	if n == 0 {
+		return doubt("branch page %d is empty", id)
+	}
+	// A B+tree is balanced: the children of a branch page are all
+	// branches or all leaves. The first child tells which.
+	_, child, _, _, _ := elem(buf, 0)
+	h := make([]byte, pageHeader)
+	if _, err := c.f.ReadAt(h, int64(child)*c.pageSize); err != nil || child >= c.hwm {
+		return doubt("page %d: child %d unreadable", id, child)
+	}
+	leaves := binary.LittleEndian.Uint16(h[8:])&flagLeaf != 0
+	for i := range n {
+		key, child, _, _, _ := elem(buf, i)
+		read := all || !leaves || (first && i == 0) || (last && i == n-1)
+		if !read {
+			// A leaf left unread: reachable; its overflow is unknown.
+			if err := c.reach(child, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		next := hi
+		if i+1 < n {
+			next, _, _, _, _ = elem(buf, i+1)
+		}
+		if err := c.walk(child, all, first && i == 0, last && i == n-1, key, next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leaf walks the nested buckets of a leaf page read.
+func (c *skeleton) leaf(buf []byte, n int) error {
+	for i := range n {
+		_, _, flags, v, err := elem(buf, i)
+		if err != nil {
+			return err
+		}
+		if flags&leafBucketFlag == 0 {
+			continue
+		}
+		if len(v) < bucketHeader {
+			return doubt("bucket value too short")
+		}
+		if root := binary.LittleEndian.Uint64(v); root != 0 {
+			if err := c.bucket(root, false); err != nil {
+				return err
+			}
+			continue
+		}
+		// An inline bucket: its leaf page follows the header.
+		in := v[bucketHeader:]
+		if len(in) < pageHeader || binary.LittleEndian.Uint16(in[8:])&flagLeaf == 0 {
+			return doubt("inline bucket is not a leaf")
+		}
+		m, err := keysInOrder(in)
+		if err != nil {
+			return err
+		}
+		if err := c.leaf(in, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepChunk is how much of the file sweep reads at a time.
+const sweepChunk = 1 << 20
+
+// sweep reads the whole file once, in order, a chunk at a time (plain
+// reads: the pages stay out of the process's memory, and the buffer is
+// reused): every page that is not free must be a page the walk reached,
+// say its own ID, be a branch, leaf or freelist page whose elements lie
+// within it, with its keys in order, and its overflow pages must be neither
+// free nor another page's. So a page overwritten or garbled anywhere in the
+// file is found, without holding more than one chunk.
+func (c *skeleton) sweep() error {
+	buf := make([]byte, sweepChunk)
+	var from, to int64 // the file offsets buf holds
+	pageAt := func(id, n uint64) ([]byte, error) {
+		off, end := int64(id)*c.pageSize, int64(id+n)*c.pageSize
+		if off < from || end > to {
+			if end-off > int64(len(buf)) {
+				b := make([]byte, end-off) // a page with a long overflow
+				if _, err := c.f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+					return nil, doubt("page %d: %v", id, err)
+				}
+				return b, nil
+			}
+			k, err := c.f.ReadAt(buf, off)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, doubt("page %d: %v", id, err)
+			}
+			from, to = off, off+int64(k)
+			if end > to {
+				return nil, doubt("page %d: past the end of the file", id)
+			}
+		}
+		return buf[off-from : end-from], nil
+	}
+	for p := uint64(2); p < c.hwm; {
+		if bitSet(c.free, p) {
+			p++
+			continue
+		}
+		if !bitSet(c.head, p) {
+			return doubt("page %d is neither reachable nor free", p)
+		}
+		h, err := pageAt(p, 1)
+		if err != nil {
+			return err
+		}
+		if got := binary.LittleEndian.Uint64(h); got != p {
+			return doubt("page %d says it is page %d", p, got)
+		}
+		flags := binary.LittleEndian.Uint16(h[8:])
+		over := uint64(binary.LittleEndian.Uint32(h[12:]))
+		if flags != flagBranch && flags != flagLeaf && flags != flagFreelist {
+			return doubt("page %d: flags %#x", p, flags)
+		}
+		if p+over >= c.hwm {
+			return doubt("page %d: overflow past the high-water mark", p)
+		}
+		for i := p + 1; i <= p+over; i++ {
+			switch {
+			case bitSet(c.free, i) || bitSet(c.head, i):
+				return doubt("page %d: its overflow page %d is free or another page", p, i)
+			case !bitSet(c.seen, i):
+				setBit(c.seen, i)
+			}
+		}
+		if flags != flagFreelist {
+			pg, err := pageAt(p, over+1)
+			if err != nil {
+				return err
+			}
+			if _, err := keysInOrder(pg); err != nil {
+				return fmt.Errorf("page %d: %w", p, err)
+			}
+		}
+		p += over + 1
+	}
+	return nil
+}
