@@ -77,36 +77,22 @@ func (q *Queue) markClean() {
 	})
 }
 
-// closedCleanly tells whether the marker names the file's last transaction.
-func closedCleanly(tx *bolt.Tx) bool {
-	b := tx.Bucket(bucketMeta)
-	if b == nil {
-		return false
-	}
-	v := b.Get(metaClean)
-	return len(v) == 8 && binary.BigEndian.Uint64(v) == uint64(tx.ID())
-}
-
-// checkOpen runs the open-time check: the quick one when the file was
-// closed cleanly and passes it, the full one otherwise. It reports whether
-// the file was closed cleanly (the derived counters are then right).
+// checkOpen runs the open-time check: fileCheck, and bbolt's own when
+// fileCheck cannot vouch for the file. It reports whether the file was
+// closed cleanly (the derived counters are then right; otherwise q.recount
+// holds them).
 func (q *Queue) checkOpen() (clean bool, err error) {
-	if qerr := quickCheck(q.path); qerr == nil {
-		// The root and the meta bucket's pages were just read and found
-		// sound, so reading the marker cannot fault.
-		_ = q.readChecked(func(tx *bolt.Tx) error { clean = closedCleanly(tx); return nil })
+	c, err := fileCheck(q.path)
+	if err == nil {
+		if !c.clean {
+			q.recount = c.counts
+		}
+		return c.clean, nil
 	}
-	if clean {
-		return true, nil
+	if !errors.Is(err, errDoubt) {
+		return false, err
 	}
 	return false, q.checkFull()
-}
-
-// readChecked runs fn in a read transaction under protect, with memory
-// faults turned into panics (a page past the end of the file).
-func (q *Queue) readChecked(fn func(tx *bolt.Tx) error) error {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return protect(func() error { return q.db.View(fn) })
 }
 
 // checkFull runs bbolt's consistency check (which reads every record once)
@@ -169,32 +155,57 @@ const (
 	bucketHeader   = 16 // root pgid, sequence
 )
 
-// quickCheck checks a file closed cleanly (see the top of this file) with
-// plain reads, never through the memory map, so a bad page is an error here
-// and never a fault: the meta pages, the freelist, the tree's skeleton
-// (walk), then every page once (sweep). It returns an error wrapping
-// errDoubt when it cannot vouch for the file.
-func quickCheck(path string) error {
+// fileCheck checks the file at path with plain reads, never through the
+// memory map, so that a bad page is an error here and never a fault, and
+// memory does not grow with the file (see the top of this file): the meta
+// pages, the freelist, the tree (walk), then every page once in file order
+// (sweep). After a clean stop (the marker names the newest transaction)
+// the walk reads the branch pages and each bucket's first and last leaf;
+// otherwise it reads every leaf, checks every key against its parent's
+// range, and counts each bucket's keys. It returns an error wrapping
+// errDoubt when it cannot vouch for the file: the caller then runs bbolt's
+// own check.
+func fileCheck(path string) (c *skeleton, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c := &skeleton{f: f, size: fi.Size()}
+	c = &skeleton{f: f, size: fi.Size(), counts: map[string]uint64{}}
 	if err := c.metas(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.freelist(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := c.bucket(c.root, true); err != nil {
-		return err
+	// The skeleton first: it finds the marker in the meta bucket.
+	if err := c.walk(c.root, nil, true, true, nil, nil); err != nil {
+		return nil, err
 	}
-	return c.sweep()
+	c.clean = c.bothMetas && len(c.marker) == 8 && binary.BigEndian.Uint64(c.marker) == c.txid
+	if !c.clean {
+		// Every leaf, from a fresh start.
+		c.leaves = true
+		clear(c.seen)
+		clear(c.head)
+		c.counts = map[string]uint64{}
+		setBit(c.seen, 0)
+		setBit(c.seen, 1)
+		if c.flist != noFreelist {
+			buf, _ := c.page(c.flist, flagFreelist)
+			if err := c.reach(c.flist, uint64(binary.LittleEndian.Uint32(buf[12:]))); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.walk(c.root, nil, true, true, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	return c, c.sweep()
 }
 
 type skeleton struct {
@@ -204,9 +215,17 @@ type skeleton struct {
 	hwm      uint64 // pages below it are in use or free
 	root     uint64
 	flist    uint64
+	txid     uint64
 	seen     []uint64 // bitmap: reachable pages
 	head     []uint64 // bitmap: the first page of each reachable page
 	free     []uint64 // bitmap: free pages
+
+	bothMetas bool              // both meta pages valid and consecutive
+	leaves    bool              // the walk reads every leaf
+	marker    []byte            // the meta bucket's clean-shutdown marker
+	clean     bool              // the marker names the newest transaction
+	counts    map[string]uint64 // keys of each top-level bucket (when leaves)
+	pool      [][]byte          // page buffers for reuse
 }
 
 func bitSet(m []uint64, i uint64) bool { return m[i/64]&(1<<(i%64)) != 0 }
@@ -237,18 +256,30 @@ func (c *skeleton) metas() error {
 			flist: binary.LittleEndian.Uint64(m[32:]), pgid: binary.LittleEndian.Uint64(m[40:]),
 			txid: binary.LittleEndian.Uint64(m[48:])}, true
 	}
+	// bbolt uses the newest valid meta page; a torn last commit leaves
+	// the other one, which is then not consecutive or not valid.
 	a, ok := read(0)
-	if !ok || a.pageSize < 512 || a.pageSize > 1<<20 {
-		return doubt("meta page 0 is not valid")
+	if ok && a.pageSize >= 512 && a.pageSize <= 1<<20 {
+		b, okB := read(int64(a.pageSize))
+		okB = okB && b.pageSize == a.pageSize
+		c.bothMetas = okB && (a.txid == b.txid+1 || b.txid == a.txid+1)
+		if okB && b.txid > a.txid {
+			a = b
+		}
+	} else {
+		// Page 0 is damaged: meta page 1, at the usual page sizes.
+		ok = false
+		for _, ps := range []int64{4096, 8192, 16384, 65536} {
+			if a, ok = read(ps); ok && int64(a.pageSize) == ps {
+				break
+			}
+			ok = false
+		}
+		if !ok {
+			return doubt("no valid meta page")
+		}
 	}
-	b, ok := read(int64(a.pageSize))
-	if !ok || b.pageSize != a.pageSize || (a.txid != b.txid+1 && b.txid != a.txid+1) {
-		return doubt("meta page 1 is not valid or not consecutive")
-	}
-	if b.txid > a.txid {
-		a = b
-	}
-	c.pageSize, c.root, c.flist, c.hwm = int64(a.pageSize), a.root, a.flist, a.pgid
+	c.pageSize, c.root, c.flist, c.hwm, c.txid = int64(a.pageSize), a.root, a.flist, a.pgid, a.txid
 	if c.hwm < 2 || int64(c.hwm)*c.pageSize > c.size {
 		return doubt("high-water mark %d pages, file %d bytes", c.hwm, c.size)
 	}
@@ -279,7 +310,7 @@ func (c *skeleton) page(id uint64, want uint16) ([]byte, error) {
 	if id+over >= c.hwm {
 		return nil, doubt("page %d: overflow past the high-water mark", id)
 	}
-	buf := make([]byte, int64(over+1)*c.pageSize)
+	buf := c.get(int64(over+1) * c.pageSize)
 	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && !errors.Is(err, io.EOF) {
 		return nil, doubt("page %d: %v", id, err)
 	}
@@ -289,6 +320,23 @@ func (c *skeleton) page(id uint64, want uint16) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// get returns a buffer of n bytes, reused when a page's worth.
+func (c *skeleton) get(n int64) []byte {
+	if k := len(c.pool); k > 0 && n == c.pageSize {
+		b := c.pool[k-1]
+		c.pool = c.pool[:k-1]
+		return b
+	}
+	return make([]byte, n)
+}
+
+// put gives back a buffer from get that nothing refers to any more.
+func (c *skeleton) put(b []byte) {
+	if int64(len(b)) == c.pageSize && len(c.pool) < 64 {
+		c.pool = append(c.pool, b)
+	}
 }
 
 // reach marks pages id…id+over reachable.
@@ -386,20 +434,17 @@ func keysInOrder(buf []byte) (int, error) {
 	return n, nil
 }
 
-// bucket walks a bucket's tree from its root page: every branch page, and
-// its first and last leaf (all of them when all is set: the root bucket).
-// Nested buckets met in the leaves read are walked too.
-func (c *skeleton) bucket(root uint64, all bool) error {
-	return c.walk(root, all, true, true, nil, nil)
-}
-
-// walk reads page id, whose keys must lie in [lo, hi) (nil: unbounded),
-// then its children: all of them, or only its first and last leaf.
-func (c *skeleton) walk(id uint64, all, first, last bool, lo, hi []byte) error {
+// walk reads page id of the bucket called name (nil: the root bucket),
+// whose keys must lie in [lo, hi) (nil: unbounded), then its children:
+// every one, or (after a clean stop, c.leaves unset) the branch pages and
+// the first and last leaf. The root bucket is read whole, and the buckets
+// its leaves name are walked in turn.
+func (c *skeleton) walk(id uint64, name []byte, first, last bool, lo, hi []byte) error {
 	buf, err := c.page(id, flagBranch|flagLeaf)
 	if err != nil {
 		return err
 	}
+	defer c.put(buf) // name, lo and hi of the children walked point into it
 	n, err := keysInOrder(buf)
 	if err != nil {
 		return fmt.Errorf("page %d: %w", id, err)
@@ -412,7 +457,7 @@ func (c *skeleton) walk(id uint64, all, first, last bool, lo, hi []byte) error {
 		}
 	}
 	if binary.LittleEndian.Uint16(buf[8:])&flagLeaf != 0 {
-		return c.leaf(buf, n)
+		return c.leaf(buf, n, name)
 	}
 	if n == 0 {
 		return doubt("branch page %d is empty", id)
@@ -427,7 +472,7 @@ func (c *skeleton) walk(id uint64, all, first, last bool, lo, hi []byte) error {
 	leaves := binary.LittleEndian.Uint16(h[8:])&flagLeaf != 0
 	for i := range n {
 		key, child, _, _, _ := elem(buf, i)
-		read := all || !leaves || (first && i == 0) || (last && i == n-1)
+		read := c.leaves || name == nil || !leaves || (first && i == 0) || (last && i == n-1)
 		if !read {
 			// A leaf left unread: reachable; its overflow is unknown.
 			if err := c.reach(child, 0); err != nil {
@@ -439,28 +484,39 @@ func (c *skeleton) walk(id uint64, all, first, last bool, lo, hi []byte) error {
 		if i+1 < n {
 			next, _, _, _, _ = elem(buf, i+1)
 		}
-		if err := c.walk(child, all, first && i == 0, last && i == n-1, key, next); err != nil {
+		if err := c.walk(child, name, first && i == 0, last && i == n-1, key, next); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// leaf walks the nested buckets of a leaf page read.
-func (c *skeleton) leaf(buf []byte, n int) error {
+// leaf reads a leaf page of bucket name: it counts its keys, takes the
+// clean-shutdown marker from the meta bucket, and walks the buckets the
+// root bucket names.
+func (c *skeleton) leaf(buf []byte, n int, name []byte) error {
 	for i := range n {
-		_, _, flags, v, err := elem(buf, i)
+		k, _, flags, v, err := elem(buf, i)
 		if err != nil {
 			return err
 		}
 		if flags&leafBucketFlag == 0 {
+			if name != nil {
+				c.counts[string(name)]++
+			}
+			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, metaClean) {
+				c.marker = bytes.Clone(v)
+			}
 			continue
 		}
 		if len(v) < bucketHeader {
 			return doubt("bucket value too short")
 		}
+		if name != nil {
+			return doubt("a nested bucket") // the queue makes none
+		}
 		if root := binary.LittleEndian.Uint64(v); root != 0 {
-			if err := c.bucket(root, false); err != nil {
+			if err := c.walk(root, k, true, true, nil, nil); err != nil {
 				return err
 			}
 			continue
@@ -474,7 +530,7 @@ func (c *skeleton) leaf(buf []byte, n int) error {
 		if err != nil {
 			return err
 		}
-		if err := c.leaf(in, m); err != nil {
+		if err := c.leaf(in, m, k); err != nil {
 			return err
 		}
 	}

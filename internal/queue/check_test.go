@@ -3,7 +3,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -111,8 +110,11 @@ func TestCheckAtOpen(t *testing.T) {
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := quickCheck(path); err != nil {
-				t.Fatalf("quickCheck of a file closed cleanly: %v", err)
+			if c, err := fileCheck(path); err != nil || !c.clean {
+				t.Fatalf("fileCheck of a file closed cleanly: %v", err)
+			}
+			if c, err := fileCheck(unclean); err != nil || c.clean {
+				t.Fatalf("fileCheck of a file left open: %v", err)
 			}
 			if openedWith(t, path, Options{ReadOnly: true}) {
 				t.Fatal("read-only open after a clean stop ran the full check")
@@ -287,16 +289,16 @@ func TestDamageWhileStoppedQuarantined(t *testing.T) {
 	}
 }
 
-// The quick check doubts, and so hands over to the full check, a file whose
-// newest meta page is damaged (a torn last commit): bbolt then opens the
-// previous transaction, which the full check vouches for.
-func TestQuickCheckDoubtsTornMeta(t *testing.T) {
+// A torn meta page (the last commit torn by a power cut) is not a clean
+// stop: bbolt opens the previous transaction, and the full check vouches for
+// it with plain reads.
+func TestTornMetaGetsTheFullCheck(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	q := mustOpen(t, path, Options{})
 	fillShaped(t, q, 300, 0)
 	q.Close()
-	need, _, txid, ok, err := readMeta(path)
-	if err != nil || !ok || need == 0 {
+	_, _, txid, ok, err := readMeta(path)
+	if err != nil || !ok {
 		t.Fatalf("readMeta: %v %v", ok, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -308,10 +310,19 @@ func TestQuickCheckDoubtsTornMeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if err := quickCheck(path); !errors.Is(err, errDoubt) {
-		t.Fatalf("quickCheck = %v, want a doubt", err)
+	c, err := fileCheck(path)
+	if err != nil || c.clean || c.txid != txid-1 {
+		t.Fatalf("fileCheck = %+v, %v; want the previous transaction, not clean", c, err)
 	}
-	if !openedWith(t, path, Options{}) {
+	q2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if !q2.fullCheck {
 		t.Fatal("a torn meta page did not lead to the full check")
+	}
+	if s := mustStats(t, q2); s.Pending != 299 || s.Dead != 1 {
+		t.Fatalf("stats = %+v", s)
 	}
 }
