@@ -128,6 +128,7 @@ type agentConfig struct {
 	dataDir     string
 	baseURL     string
 	concurrency int
+	maxPending  int // 0: the default
 }
 
 // proc is a running agent subprocess with a virtual scanner on a
@@ -197,6 +198,10 @@ func (b *bench) startAgent(ctx context.Context, c agentConfig) (*proc, error) {
 }
 
 func configText(c agentConfig, port string) string {
+	queue := ""
+	if c.maxPending > 0 {
+		queue = fmt.Sprintf("\n[queue]\nmax_pending = %d\n", c.maxPending)
+	}
 	return fmt.Sprintf(`[agent]
 data_dir = '%s'
 log_level = "info"
@@ -211,7 +216,7 @@ timeout = "10s"
 
 [upload]
 concurrency = %d
-
+%s
 [[reader]]
 name = "bench"
 port = '%s'
@@ -219,7 +224,7 @@ term_name = "bench till"
 term_sn = "BENCH-0001"
 ack_ok = "06"
 ack_fail = "15"
-`, c.dataDir, c.baseURL, benchClientID, benchSecret, benchAppID, c.concurrency, port)
+`, c.dataDir, c.baseURL, benchClientID, benchSecret, benchAppID, c.concurrency, queue, port)
 }
 
 // childEnv is this process's environment without SCANAGENT_ variables,

@@ -96,7 +96,8 @@ func (b *bench) startup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c := agentConfig{dataDir: dir, baseURL: unreachable, concurrency: 2}
+	// Room for the scan: the backlog fills the default max_pending.
+	c := agentConfig{dataDir: dir, baseURL: unreachable, concurrency: 2, maxPending: 2 * n}
 	report := func(when string, s started, checked bool) {
 		name := fmt.Sprintf("start-up with %d pending, %s", n, when)
 		if checked {
@@ -194,7 +195,7 @@ func (b *bench) drainRate(ctx context.Context, dir string, count int) (rate floa
 		return 0, 0, s, err
 	}
 	defer plat.close()
-	p, s, err := b.startOn(ctx, agentConfig{dataDir: dir, baseURL: plat.url, concurrency: 8})
+	p, s, err := b.startOn(ctx, agentConfig{dataDir: dir, baseURL: plat.url, concurrency: 8, maxPending: 2 * max(count, 1_000_000, b.o.scale)})
 	if err != nil {
 		return 0, 0, s, err
 	}
