@@ -298,9 +298,17 @@ func (p *proc) stop1() error {
 
 // memory returns a process's VmRSS and VmHWM in bytes.
 func memory(pid int) (rss, hwm int64, err error) {
+	rss, hwm, _, _, err = memoryParts(pid)
+	return rss, hwm, err
+}
+
+// memoryParts returns VmRSS and VmHWM, and VmRSS split into anonymous
+// memory (the heap, stacks) and file pages (the binary's code, the map of
+// queue.db), in bytes.
+func memoryParts(pid int) (rss, hwm, anon, file int64, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	for _, l := range strings.Split(string(raw), "\n") {
 		k, v, ok := strings.Cut(l, ":")
@@ -317,9 +325,13 @@ func memory(pid int) (rss, hwm int64, err error) {
 			rss = n << 10
 		case "VmHWM":
 			hwm = n << 10
+		case "RssAnon":
+			anon = n << 10
+		case "RssFile", "RssShmem":
+			file += n << 10
 		}
 	}
-	return rss, hwm, nil
+	return rss, hwm, anon, file, nil
 }
 
 // cpuTime is the CPU time a process has used, summed over its threads from

@@ -46,11 +46,12 @@ func (b *bench) idle(ctx context.Context) error {
 		return err
 	}
 	perMin := time.Duration(float64(c1-c0) * float64(time.Minute) / float64(time.Since(t0)))
-	rss, _, err := memory(p.pid())
+	rss, _, anon, file, err := memoryParts(p.pid())
 	if err != nil {
 		return err
 	}
 	b.check("idle RSS, one reader open", mib(rss), "≤ 15 MB", rss <= 15e6)
+	b.info("  of which anonymous (heap, stacks) / file pages (code, queue.db)", mib(anon)+" / "+mib(file))
 	b.check(fmt.Sprintf("idle CPU, one reader open (over %s)", b.s.idle), fmt.Sprintf("%.2f ms/min", float64(perMin)/1e6),
 		"≤ 60 ms/min", perMin <= 60*time.Millisecond)
 	return p.stop()
