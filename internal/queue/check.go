@@ -1,28 +1,46 @@
 package queue
 
-// The consistency check at Open, and what lets it skip bbolt's own.
+// The consistency check at Open, in memory that does not grow with the
+// file.
 //
 // bbolt's check (tx.Check) walks every page of the file through the memory
 // map and keeps a map entry per page: with a million scans pending that is
-// a third of a gigabyte of resident pages while it runs and several MB of
-// heap. It is what finds a damaged file before bbolt reads a bad page at
-// run time (a panic, which protect turns into ErrCorrupt) or writes over one
-// (scans lost). Open checks the file in one of two ways:
+// a third of a gigabyte of resident pages while it runs, and several MB of
+// heap. It is what finds a damaged file before bbolt reads a bad page at run
+// time (a panic, which protect turns into ErrCorrupt) or writes over one
+// (scans lost). Releasing the map's pages while it runs does not bound it:
+// measured, it touches 36 MB in 16 ms, faster than any release schedule.
 //
-//   - After a clean stop, the quick check (quickCheck). Close writes a
-//     marker into the meta bucket in its last transaction (metaClean, holding
-//     that transaction's ID), and the first write at Open deletes it, so
-//     Open finds it only when the agent closed the file and nothing wrote to
-//     it since: an older version of the agent, bbolt's tool or a crash in a
-//     later run all leave it absent or naming an older transaction. The
-//     quick check reads the file with plain reads, one chunk at a time, so
-//     its memory does not grow with the file (bitmaps of a bit per page),
-//     and it reads each page once in file order.
-//   - Otherwise (an unclean stop, a file from an older version, anything
-//     the quick check cannot vouch for): bbolt's full check (checkFull),
-//     with the map's pages released every few milliseconds while it runs,
-//     so that resident memory stays bounded; its heap still grows with the
-//     number of pages (a map entry each).
+// So Open checks the file itself, with plain reads (fileCheck): a page
+// buffer at a time for the tree, a 1 MiB chunk at a time for the sweep of
+// the whole file, and bitmaps of a bit per page. The pages it reads are in
+// the page cache, never in the agent's RSS. It checks what bbolt's check
+// checks:
+//   - the meta pages (bbolt's own choice of the newest valid one);
+//   - the freelist: sorted, unique, in range;
+//   - the tree from the root: page kinds, page IDs, keys in order within a
+//     page and within the range the parent gives the page, no page
+//     reachable twice or both reachable and free;
+//   - every page below the high-water mark, read once in file order
+//     (sweep): each page that is not free must be one the tree reaches, say
+//     its own ID, be a branch, leaf or freelist page whose elements lie
+//     within it with its keys in order, and its overflow pages must be
+//     neither free nor another page's.
+// When it cannot vouch for the file (errDoubt), bbolt's own check decides
+// (checkFull): a damaged file is then moved aside as before, and only such
+// a file costs the memory of bbolt's check.
+//
+// How much of the tree is walked depends on how the file was left. Close
+// writes a marker into the meta bucket in its last transaction (metaClean,
+// holding that transaction's ID), and the first write at Open deletes it,
+// so Open finds it only when the agent closed the file and nothing wrote to
+// it since: a crash, an older version of the agent or bbolt's tool leave it
+// absent or naming an older transaction.
+//   - Without it (an unclean stop): the walk reads every leaf, and counts
+//     each bucket's keys, which Open writes as the derived counters.
+//   - With it, and both meta pages valid and consecutive: the walk reads
+//     the branch pages and each bucket's first and last leaf, and the sweep
+//     checks every other page on its own; the counters are kept.
 //
 // What can damage a file closed cleanly. Every commit had been synced, so
 // the file was consistent when it was closed. What can damage it while no
@@ -30,23 +48,18 @@ package queue
 // done, losing or tearing the last writes at a power cut, (b) the media
 // itself (a bad sector, bit rot), (c) a person or a program writing or
 // truncating the file. Truncation is caught by checkNotTruncated before
-// bbolt maps the file. For the rest, the quick check checks what bbolt's
-// check checks, within pages and between them, except the order of keys
-// across pages that are not parent and child on its walk:
-//   - both meta pages valid, their transactions consecutive (a torn last
-//     commit leaves one invalid or older; the full check then decides);
-//   - the freelist: sorted, unique, in range;
-//   - the root and every bucket's branch pages and first and last leaf
-//     read and walked (the last commits wrote those: scans are appended at
-//     the end of the pending bucket and delivered from its front);
-//   - every page of the file read once: each page that is not free must be
-//     one the walk reached, say its own ID, be a branch, leaf or freelist
-//     page whose elements lie within it with its keys in order, and its
-//     overflow pages must be neither free nor another page's.
-// A page overwritten, zeroed, garbled or lost anywhere is found. Neither
-// check sees a changed byte inside a stored value (bbolt keeps no
-// checksums): such a record no longer decodes and is moved to the dead
-// letters when the uploader reaches it (see moveUnreadable).
+// bbolt maps the file. A torn last commit, (a), leaves a meta page invalid
+// or not consecutive, and the walk then reads every leaf. Otherwise the
+// last commits wrote the meta pages, the freelist, the root, the meta
+// bucket and the ends of the pending bucket (scans are appended at its end
+// and delivered from its front), all of which the walk reads; and a page
+// overwritten, zeroed, garbled or lost anywhere, (b) or (c), is found by
+// the sweep. What a clean stop gives up is the check of a middle leaf's
+// keys against its parent's range: a page that is whole, says its own ID
+// and holds keys in order, but holds keys from elsewhere in the same
+// bucket. Neither check sees a changed byte inside a stored value (bbolt
+// keeps no checksums): such a record no longer decodes and is moved to
+// the dead letters when the uploader reaches it (see moveUnreadable).
 
 import (
 	"bytes"
@@ -57,7 +70,6 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -68,7 +80,7 @@ var metaClean = []byte("clean_close")
 
 // markClean writes the clean-shutdown marker; Close calls it last, when
 // nothing is left in the journal. Best effort: without it the next Open
-// runs the full check.
+// reads every leaf.
 func (q *Queue) markClean() {
 	_ = protect(func() error {
 		return q.db.Update(func(tx *bolt.Tx) error {
@@ -96,15 +108,13 @@ func (q *Queue) checkOpen() (clean bool, err error) {
 }
 
 // checkFull runs bbolt's consistency check (which reads every record once)
-// and counts each bucket's keys, releasing the file's pages from memory as
-// it goes (dropPagesWhile), then gives the check's own memory back to the
-// system.
+// and counts each bucket's keys, for a file fileCheck cannot vouch for,
+// then gives the check's heap back to the system (Open releases the pages
+// it touched).
 func (q *Queue) checkFull() error {
 	defer debug.FreeOSMemory()
 	return protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
-			stop := dropPagesWhile(tx, 5*time.Millisecond)
-			defer stop()
 			// Every error is taken, so that the check's goroutine has ended
 			// before the transaction does.
 			var first error
@@ -135,9 +145,9 @@ func fnvSum(b []byte) uint64 {
 	return h.Sum64()
 }
 
-// errDoubt is the quick check's answer when it finds something it cannot
-// vouch for: the full check then decides.
-var errDoubt = errors.New("the quick check cannot vouch for the file")
+// errDoubt is fileCheck's answer when it finds something it cannot
+// vouch for: bbolt's own check then decides.
+var errDoubt = errors.New("the check at open cannot vouch for the file")
 
 // bbolt's page layout (go.etcd.io/bbolt/internal/common), read here without
 // the memory map: a page header (id, flags, count, overflow), then 16-byte

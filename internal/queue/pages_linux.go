@@ -1,8 +1,6 @@
 package queue
 
 import (
-	"time"
-
 	"golang.org/x/sys/unix"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,30 +22,4 @@ func dropPages(tx *bolt.Tx) {
 		return
 	}
 	_, _, _ = unix.Syscall(unix.SYS_MADVISE, data, uintptr(size), unix.MADV_DONTNEED)
-}
-
-// dropPagesWhile drops the map's pages every interval until stop is called,
-// which must happen before tx ends: for the full check at open, which reads
-// every page of the file, so that its memory stays bounded by what it reads
-// in one interval.
-func dropPagesWhile(tx *bolt.Tx, interval time.Duration) (stop func()) {
-	done, ended := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				dropPages(tx)
-				return
-			case <-t.C:
-				dropPages(tx)
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-ended
-	}
 }

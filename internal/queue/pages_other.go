@@ -2,15 +2,8 @@
 
 package queue
 
-import (
-	"time"
-
-	bolt "go.etcd.io/bbolt"
-)
+import bolt "go.etcd.io/bbolt"
 
 // dropPages releases the touched pages of the memory map on Linux only
 // (see pages_linux.go); elsewhere it does nothing.
 func dropPages(*bolt.Tx) {}
-
-// dropPagesWhile does nothing outside Linux.
-func dropPagesWhile(*bolt.Tx, time.Duration) (stop func()) { return func() {} }

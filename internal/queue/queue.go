@@ -108,7 +108,7 @@ type Queue struct {
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
 	recount   map[string]uint64 // Open: bucket sizes counted by the full check
-	fullCheck bool              // Open ran the full check (no clean stop before it)
+	fullCheck bool              // Open read every leaf (no clean stop before it)
 	dropped   atomic.Int64      // when view last released the map's pages (dropPagesEvery)
 
 	amu      sync.Mutex
@@ -124,8 +124,8 @@ type Queue struct {
 }
 
 // Open opens (creating if needed) the queue file at path, checks it for
-// consistency (check.go: a quick check after a clean stop, the full one
-// otherwise) and starts the committer. A damaged file yields an error
+// consistency (check.go: in memory that does not grow with the file, every
+// leaf read unless the agent closed it cleanly) and starts the committer. A damaged file yields an error
 // wrapping ErrCorrupt; see OpenOrQuarantine.
 func Open(path string, opts Options) (q *Queue, err error) {
 	if opts.LockTimeout == 0 {
