@@ -82,7 +82,7 @@ func evict(path string) error {
 }
 
 // startup measures starting the agent on a large backlog (b.s.big pending):
-// after a clean stop, after a kill -9 (the agent then runs the full check),
+// after a clean stop, after a kill -9,
 // and after a clean stop with queue.db out of the page cache.
 func (b *bench) startup(ctx context.Context) error {
 	n := b.s.big
@@ -123,14 +123,14 @@ func (b *bench) startup(ctx context.Context) error {
 	p.slave.Close()
 	report("after a clean stop", s, true)
 
-	b.progress("  after kill -9 (full check)")
+	b.progress("  after kill -9")
 	if p, s, err = b.startOn(ctx, c); err != nil {
 		return err
 	}
 	if err := p.stop(); err != nil {
 		return err
 	}
-	report("after kill -9 (full check)", s, true)
+	report("after kill -9", s, true)
 
 	b.progress("  after a clean stop, queue.db evicted from the page cache")
 	if err := evict(db); err != nil {

@@ -74,37 +74,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// metaClean is the clean-shutdown marker: the ID of the transaction that
-// wrote it, Close's last.
-var metaClean = []byte("clean_close")
-
-// markClean writes the clean-shutdown marker; Close calls it last, when
-// nothing is left in the journal. Best effort: without it the next Open
-// reads every leaf.
-func (q *Queue) markClean() {
-	_ = protect(func() error {
-		return q.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(metaClean, u64(uint64(tx.ID())))
-		})
-	})
-}
-
 // checkOpen runs the open-time check: fileCheck, and bbolt's own when
-// fileCheck cannot vouch for the file. It reports whether the file was
-// closed cleanly (the derived counters are then right; otherwise q.recount
-// holds them).
-func (q *Queue) checkOpen() (clean bool, err error) {
+// fileCheck cannot vouch for the file. Either way q.recount holds the
+// buckets' key counts, which Open writes as the derived counters.
+func (q *Queue) checkOpen() error {
 	c, err := fileCheck(q.path)
 	if err == nil {
-		if !c.clean {
-			q.recount = c.counts
-		}
-		return c.clean, nil
+		q.recount = c.counts
+		return nil
 	}
 	if !errors.Is(err, errDoubt) {
-		return false, err
+		return err
 	}
-	return false, q.checkFull()
+	return q.checkFull()
 }
 
 // checkFull runs bbolt's consistency check (which reads every record once)
@@ -176,6 +158,18 @@ const (
 // errDoubt when it cannot vouch for the file: the caller then runs bbolt's
 // own check.
 func fileCheck(path string) (c *skeleton, err error) {
+	// It reads damaged bytes by design: should it fail on some it does not
+	// expect, it doubts, and bbolt's check (under protect) decides.
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, doubt("%v", r)
+		}
+	}()
+	return checkFile(path)
+}
+
+// checkFile is fileCheck without its recover.
+func checkFile(path string) (c *skeleton, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -185,37 +179,23 @@ func fileCheck(path string) (c *skeleton, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &skeleton{f: f, size: fi.Size(), counts: map[string]uint64{}}
+	c = &skeleton{f: f, size: fi.Size(), counts: map[string]uint64{}, win: make([]byte, windowSize)}
 	if err := c.metas(); err != nil {
 		return nil, err
 	}
 	if err := c.freelist(); err != nil {
 		return nil, err
 	}
-	// The skeleton first: it finds the marker in the meta bucket.
-	if err := c.walk(c.root, nil, true, true, nil, nil); err != nil {
+	if err := c.walk(c.root, nil, nil, nil); err != nil {
 		return nil, err
 	}
-	c.clean = c.bothMetas && len(c.marker) == 8 && binary.BigEndian.Uint64(c.marker) == c.txid
-	if !c.clean {
-		// Every leaf, from a fresh start.
-		c.leaves = true
-		clear(c.seen)
-		clear(c.head)
-		c.counts = map[string]uint64{}
-		setBit(c.seen, 0)
-		setBit(c.seen, 1)
-		if c.flist != noFreelist {
-			buf, _ := c.page(c.flist, flagFreelist)
-			if err := c.reach(c.flist, uint64(binary.LittleEndian.Uint32(buf[12:]))); err != nil {
-				return nil, err
-			}
-		}
-		if err := c.walk(c.root, nil, true, true, nil, nil); err != nil {
-			return nil, err
+	// Every page is reachable or free, as bbolt's check requires.
+	for p := uint64(2); p < c.hwm; p++ {
+		if !bitSet(c.seen, p) && !bitSet(c.free, p) {
+			return nil, doubt("page %d is neither reachable nor free", p)
 		}
 	}
-	return c, c.sweep()
+	return c, nil
 }
 
 type skeleton struct {
@@ -227,16 +207,17 @@ type skeleton struct {
 	flist    uint64
 	txid     uint64
 	seen     []uint64 // bitmap: reachable pages
-	head     []uint64 // bitmap: the first page of each reachable page
 	free     []uint64 // bitmap: free pages
 
-	bothMetas bool              // both meta pages valid and consecutive
-	leaves    bool              // the walk reads every leaf
-	marker    []byte            // the meta bucket's clean-shutdown marker
-	clean     bool              // the marker names the newest transaction
-	counts    map[string]uint64 // keys of each top-level bucket (when leaves)
-	pool      [][]byte          // page buffers for reuse
+	counts  map[string]uint64 // keys of each top-level bucket
+	pool    [][]byte          // page buffers for reuse
+	win     []byte            // the leaves of one branch page, read at once (prefetch)
+	winFrom int64             // the file offset win holds from
+	winN    int64             // how many bytes of win are valid
 }
+
+// windowSize bounds what prefetch reads at once.
+const windowSize = 1 << 20
 
 func bitSet(m []uint64, i uint64) bool { return m[i/64]&(1<<(i%64)) != 0 }
 func setBit(m []uint64, i uint64)      { m[i/64] |= 1 << (i % 64) }
@@ -259,6 +240,9 @@ func (c *skeleton) metas() error {
 		if binary.LittleEndian.Uint16(h[8:]) != flagMeta || binary.LittleEndian.Uint32(m[0:]) != boltMagic {
 			return meta{}, false
 		}
+		if id := binary.LittleEndian.Uint64(h); id != 0 && id != 1 || id == 0 && off != 0 || id == 1 && off == 0 {
+			return meta{}, false
+		}
 		if sum := fnvSum(buf[metaSumStart:metaSumEnd]); sum != binary.LittleEndian.Uint64(buf[metaSumEnd:]) {
 			return meta{}, false
 		}
@@ -266,19 +250,27 @@ func (c *skeleton) metas() error {
 			flist: binary.LittleEndian.Uint64(m[32:]), pgid: binary.LittleEndian.Uint64(m[40:]),
 			txid: binary.LittleEndian.Uint64(m[48:])}, true
 	}
-	// bbolt uses the newest valid meta page; a torn last commit leaves
-	// the other one, which is then not consecutive or not valid.
+	// Both meta pages must say who they are (bbolt's check reads them as
+	// pages 0 and 1); bbolt uses the newest one whose contents are valid,
+	// and a torn last commit leaves the other one.
+	header := func(off int64, id uint64) bool {
+		h := make([]byte, pageHeader)
+		_, err := c.f.ReadAt(h, off)
+		return err == nil && binary.LittleEndian.Uint64(h) == id && binary.LittleEndian.Uint16(h[8:]) == flagMeta
+	}
+	if !header(0, 0) {
+		return doubt("page 0 is not a meta page")
+	}
 	a, ok := read(0)
-	if ok && a.pageSize >= 512 && a.pageSize <= 1<<20 {
-		b, okB := read(int64(a.pageSize))
-		okB = okB && b.pageSize == a.pageSize
-		c.bothMetas = okB && (a.txid == b.txid+1 || b.txid == a.txid+1)
-		if okB && b.txid > a.txid {
+	if ok && (a.pageSize < 512 || a.pageSize > 1<<20) {
+		return doubt("meta page 0: page size %d", a.pageSize)
+	}
+	if ok {
+		if b, okB := read(int64(a.pageSize)); okB && b.pageSize == a.pageSize && b.txid > a.txid {
 			a = b
 		}
 	} else {
-		// Page 0 is damaged: meta page 1, at the usual page sizes.
-		ok = false
+		// Page 0 is torn: meta page 1, at the usual page sizes.
 		for _, ps := range []int64{4096, 8192, 16384, 65536} {
 			if a, ok = read(ps); ok && int64(a.pageSize) == ps {
 				break
@@ -289,48 +281,82 @@ func (c *skeleton) metas() error {
 			return doubt("no valid meta page")
 		}
 	}
+	if !header(int64(a.pageSize), 1) {
+		return doubt("page 1 is not a meta page")
+	}
 	c.pageSize, c.root, c.flist, c.hwm, c.txid = int64(a.pageSize), a.root, a.flist, a.pgid, a.txid
-	if c.hwm < 2 || int64(c.hwm)*c.pageSize > c.size {
+	if c.hwm < 2 || c.hwm > uint64(c.size/c.pageSize) {
 		return doubt("high-water mark %d pages, file %d bytes", c.hwm, c.size)
 	}
 	words := (c.hwm + 63) / 64
-	c.seen, c.head, c.free = make([]uint64, words), make([]uint64, words), make([]uint64, words)
+	c.seen, c.free = make([]uint64, words), make([]uint64, words)
 	setBit(c.seen, 0)
 	setBit(c.seen, 1)
 	return nil
 }
 
-// page reads page id with its overflow pages, checking its header.
+// page reads page id with its overflow pages, checking its header, from
+// the window when prefetch put it there.
 func (c *skeleton) page(id uint64, want uint16) ([]byte, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, doubt("page %d out of range [2, %d)", id, c.hwm)
 	}
-	h := make([]byte, pageHeader)
-	if _, err := c.f.ReadAt(h, int64(id)*c.pageSize); err != nil {
+	off := int64(id) * c.pageSize
+	buf := c.get(c.pageSize)
+	if off >= c.winFrom && off+c.pageSize <= c.winFrom+c.winN {
+		copy(buf, c.win[off-c.winFrom:])
+	} else if _, err := c.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		c.put(buf)
 		return nil, doubt("page %d: %v", id, err)
 	}
-	if got := binary.LittleEndian.Uint64(h); got != id {
+	if got := binary.LittleEndian.Uint64(buf); got != id {
+		c.put(buf)
 		return nil, doubt("page %d says it is page %d", id, got)
 	}
-	flags := binary.LittleEndian.Uint16(h[8:])
-	if flags&want == 0 {
+	flags := binary.LittleEndian.Uint16(buf[8:])
+	if flags&want == 0 || flags != flagBranch && flags != flagLeaf && flags != flagFreelist {
+		c.put(buf)
 		return nil, doubt("page %d: flags %#x, want %#x", id, flags, want)
 	}
-	over := uint64(binary.LittleEndian.Uint32(h[12:]))
-	if id+over >= c.hwm {
-		return nil, doubt("page %d: overflow past the high-water mark", id)
+	over := uint64(binary.LittleEndian.Uint32(buf[12:]))
+	if id+over >= c.hwm || over >= maxOverflow {
+		c.put(buf)
+		return nil, doubt("page %d: overflow of %d pages", id, over)
 	}
-	buf := c.get(int64(over+1) * c.pageSize)
-	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && !errors.Is(err, io.EOF) {
-		return nil, doubt("page %d: %v", id, err)
+	if over > 0 {
+		c.put(buf)
+		buf = make([]byte, int64(over+1)*c.pageSize)
+		if _, err := c.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, doubt("page %d: %v", id, err)
+		}
 	}
-	if flags&(flagBranch|flagLeaf) != 0 {
+	if flags != flagFreelist {
 		if err := c.reach(id, over); err != nil {
+			c.put(buf)
 			return nil, err
 		}
 	}
 	return buf, nil
 }
+
+// prefetch reads pages from…to into the window with one read, when they
+// fit: the leaves of one branch page usually lie side by side.
+func (c *skeleton) prefetch(from, to uint64) {
+	n := int64(to-from+1) * c.pageSize
+	if to < from || to >= c.hwm || n > int64(len(c.win)) {
+		return
+	}
+	k, err := c.f.ReadAt(c.win[:n], int64(from)*c.pageSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		k = 0
+	}
+	c.winFrom, c.winN = int64(from)*c.pageSize, int64(k)
+}
+
+// maxOverflow bounds the pages one page may span: the queue stores small
+// values (a record, a token), and a larger count read from a damaged header
+// must not make the check allocate the file's size.
+const maxOverflow = 4096
 
 // get returns a buffer of n bytes, reused when a page's worth.
 func (c *skeleton) get(n int64) []byte {
@@ -351,9 +377,6 @@ func (c *skeleton) put(b []byte) {
 
 // reach marks pages id…id+over reachable.
 func (c *skeleton) reach(id, over uint64) error {
-	if id < c.hwm {
-		setBit(c.head, id)
-	}
 	for p := id; p <= id+over; p++ {
 		if p < 2 || p >= c.hwm {
 			return doubt("page %d out of range", p)
@@ -386,7 +409,7 @@ func (c *skeleton) freelist() error {
 	if n == 0xFFFF {
 		n, at = binary.LittleEndian.Uint64(buf[pageHeader:]), pageHeader+8
 	}
-	if at+8*n > uint64(len(buf)) {
+	if n > uint64(len(buf))/8 || at+8*n > uint64(len(buf)) {
 		return doubt("freelist: %d IDs do not fit in its pages", n)
 	}
 	var last uint64
@@ -445,11 +468,9 @@ func keysInOrder(buf []byte) (int, error) {
 }
 
 // walk reads page id of the bucket called name (nil: the root bucket),
-// whose keys must lie in [lo, hi) (nil: unbounded), then its children:
-// every one, or (after a clean stop, c.leaves unset) the branch pages and
-// the first and last leaf. The root bucket is read whole, and the buckets
-// its leaves name are walked in turn.
-func (c *skeleton) walk(id uint64, name []byte, first, last bool, lo, hi []byte) error {
+// whose keys must lie in [lo, hi) (nil: unbounded), then every child, and
+// the buckets the root bucket's leaves name.
+func (c *skeleton) walk(id uint64, name []byte, lo, hi []byte) error {
 	buf, err := c.page(id, flagBranch|flagLeaf)
 	if err != nil {
 		return err
@@ -472,38 +493,27 @@ func (c *skeleton) walk(id uint64, name []byte, first, last bool, lo, hi []byte)
 	if n == 0 {
 		return doubt("branch page %d is empty", id)
 	}
-	// A B+tree is balanced: the children of a branch page are all
-	// branches or all leaves. The first child tells which.
-	_, child, _, _, _ := elem(buf, 0)
-	h := make([]byte, pageHeader)
-	if _, err := c.f.ReadAt(h, int64(child)*c.pageSize); err != nil || child >= c.hwm {
-		return doubt("page %d: child %d unreadable", id, child)
+	lowest, highest := ^uint64(0), uint64(0)
+	for i := range n {
+		_, child, _, _, _ := elem(buf, i)
+		lowest, highest = min(lowest, child), max(highest, child)
 	}
-	leaves := binary.LittleEndian.Uint16(h[8:])&flagLeaf != 0
+	c.prefetch(lowest, highest)
 	for i := range n {
 		key, child, _, _, _ := elem(buf, i)
-		read := c.leaves || name == nil || !leaves || (first && i == 0) || (last && i == n-1)
-		if !read {
-			// A leaf left unread: reachable; its overflow is unknown.
-			if err := c.reach(child, 0); err != nil {
-				return err
-			}
-			continue
-		}
 		next := hi
 		if i+1 < n {
 			next, _, _, _, _ = elem(buf, i+1)
 		}
-		if err := c.walk(child, name, first && i == 0, last && i == n-1, key, next); err != nil {
+		if err := c.walk(child, name, key, next); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// leaf reads a leaf page of bucket name: it counts its keys, takes the
-// clean-shutdown marker from the meta bucket, and walks the buckets the
-// root bucket names.
+// leaf reads a leaf page of bucket name: it counts its keys and walks the
+// buckets the root bucket names.
 func (c *skeleton) leaf(buf []byte, n int, name []byte) error {
 	for i := range n {
 		k, _, flags, v, err := elem(buf, i)
@@ -514,9 +524,6 @@ func (c *skeleton) leaf(buf []byte, n int, name []byte) error {
 			if name != nil {
 				c.counts[string(name)]++
 			}
-			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, metaClean) {
-				c.marker = bytes.Clone(v)
-			}
 			continue
 		}
 		if len(v) < bucketHeader {
@@ -526,7 +533,7 @@ func (c *skeleton) leaf(buf []byte, n int, name []byte) error {
 			return doubt("a nested bucket") // the queue makes none
 		}
 		if root := binary.LittleEndian.Uint64(v); root != 0 {
-			if err := c.walk(root, k, true, true, nil, nil); err != nil {
+			if err := c.walk(root, k, nil, nil); err != nil {
 				return err
 			}
 			continue
@@ -543,85 +550,6 @@ func (c *skeleton) leaf(buf []byte, n int, name []byte) error {
 		if err := c.leaf(in, m, k); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// sweepChunk is how much of the file sweep reads at a time.
-const sweepChunk = 1 << 20
-
-// sweep reads the whole file once, in order, a chunk at a time (plain
-// reads: the pages stay out of the process's memory, and the buffer is
-// reused): every page that is not free must be a page the walk reached,
-// say its own ID, be a branch, leaf or freelist page whose elements lie
-// within it, with its keys in order, and its overflow pages must be neither
-// free nor another page's. So a page overwritten or garbled anywhere in the
-// file is found, without holding more than one chunk.
-func (c *skeleton) sweep() error {
-	buf := make([]byte, sweepChunk)
-	var from, to int64 // the file offsets buf holds
-	pageAt := func(id, n uint64) ([]byte, error) {
-		off, end := int64(id)*c.pageSize, int64(id+n)*c.pageSize
-		if off < from || end > to {
-			if end-off > int64(len(buf)) {
-				b := make([]byte, end-off) // a page with a long overflow
-				if _, err := c.f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-					return nil, doubt("page %d: %v", id, err)
-				}
-				return b, nil
-			}
-			k, err := c.f.ReadAt(buf, off)
-			if err != nil && !errors.Is(err, io.EOF) {
-				return nil, doubt("page %d: %v", id, err)
-			}
-			from, to = off, off+int64(k)
-			if end > to {
-				return nil, doubt("page %d: past the end of the file", id)
-			}
-		}
-		return buf[off-from : end-from], nil
-	}
-	for p := uint64(2); p < c.hwm; {
-		if bitSet(c.free, p) {
-			p++
-			continue
-		}
-		if !bitSet(c.head, p) {
-			return doubt("page %d is neither reachable nor free", p)
-		}
-		h, err := pageAt(p, 1)
-		if err != nil {
-			return err
-		}
-		if got := binary.LittleEndian.Uint64(h); got != p {
-			return doubt("page %d says it is page %d", p, got)
-		}
-		flags := binary.LittleEndian.Uint16(h[8:])
-		over := uint64(binary.LittleEndian.Uint32(h[12:]))
-		if flags != flagBranch && flags != flagLeaf && flags != flagFreelist {
-			return doubt("page %d: flags %#x", p, flags)
-		}
-		if p+over >= c.hwm {
-			return doubt("page %d: overflow past the high-water mark", p)
-		}
-		for i := p + 1; i <= p+over; i++ {
-			switch {
-			case bitSet(c.free, i) || bitSet(c.head, i):
-				return doubt("page %d: its overflow page %d is free or another page", p, i)
-			case !bitSet(c.seen, i):
-				setBit(c.seen, i)
-			}
-		}
-		if flags != flagFreelist {
-			pg, err := pageAt(p, over+1)
-			if err != nil {
-				return err
-			}
-			if _, err := keysInOrder(pg); err != nil {
-				return fmt.Errorf("page %d: %w", p, err)
-			}
-		}
-		p += over + 1
 	}
 	return nil
 }

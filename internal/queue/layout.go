@@ -59,10 +59,10 @@ func setCounter(tx *bolt.Tx, key []byte, n uint64) error {
 	return tx.Bucket(bucketMeta).Put(key, u64(n))
 }
 
-// initBuckets creates the buckets a new file lacks and deletes the
-// clean-shutdown marker (see check.go): from this transaction on, the file
-// is open for writing. recount holds the derived counters recounted by the
-// full check, nil after a clean stop (they were kept right by every commit).
+// initBuckets creates the buckets a new file lacks and writes the derived
+// counters from recount, each bucket's keys as the check at Open counted
+// them: recomputed at every open, so that a file written by an older
+// version, or repaired by hand, is always right.
 func initBuckets(tx *bolt.Tx, recount map[string]uint64) error {
 	for _, name := range [][]byte{bucketPending, bucketDead, bucketRejected, bucketDelivered, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -70,15 +70,6 @@ func initBuckets(tx *bolt.Tx, recount map[string]uint64) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	if err := meta.Delete(metaClean); err != nil {
-		return err
-	}
-	if recount == nil {
-		return nil
-	}
-	// The counters are derived state: recomputed after every open that was
-	// not preceded by a clean stop, so that a file written by an older
-	// version, or repaired by hand, is always right.
 	for _, c := range []struct{ key, bucket []byte }{
 		{metaPendingN, bucketPending}, {metaDeadN, bucketDead}, {metaRejectedN, bucketRejected},
 		{metaDeliveredN, bucketDelivered},

@@ -107,9 +107,8 @@ type Queue struct {
 
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
-	recount   map[string]uint64 // Open: bucket sizes counted by the full check
-	fullCheck bool              // Open read every leaf (no clean stop before it)
-	dropped   atomic.Int64      // when view last released the map's pages (dropPagesEvery)
+	recount map[string]uint64 // Open: bucket sizes counted by the check
+	dropped atomic.Int64      // when view last released the map's pages (dropPagesEvery)
 
 	amu      sync.Mutex
 	caughtUp sync.Cond // on amu: broadcast when settled grows
@@ -124,8 +123,8 @@ type Queue struct {
 }
 
 // Open opens (creating if needed) the queue file at path, checks it for
-// consistency (check.go: in memory that does not grow with the file, every
-// leaf read unless the agent closed it cleanly) and starts the committer. A damaged file yields an error
+// consistency (check.go: in memory that does not grow with the file) and
+// starts the committer. A damaged file yields an error
 // wrapping ErrCorrupt; see OpenOrQuarantine.
 func Open(path string, opts Options) (q *Queue, err error) {
 	if opts.LockTimeout == 0 {
@@ -163,8 +162,7 @@ func Open(path string, opts Options) (q *Queue, err error) {
 		changed: make(chan struct{}, 1)}
 	q.idle.L = &q.omu
 	q.caughtUp.L = &q.amu
-	clean, err := q.checkOpen()
-	if err != nil {
+	if err := q.checkOpen(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
@@ -187,7 +185,7 @@ func Open(path string, opts Options) (q *Queue, err error) {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
-	q.recount, q.fullCheck = nil, !clean
+	q.recount = nil
 	q.health.Full = q.isFull(q.pendingN)
 	if err := q.openJournal(); err != nil {
 		db.Close()
@@ -279,9 +277,7 @@ func (q *Queue) Close() error {
 	close(q.kick)
 	<-q.done
 	// Best effort: an entry left in the journal is applied at the next Open.
-	if err := q.apply(); err == nil && q.unapplied == nil && !q.opts.ReadOnly {
-		q.markClean()
-	}
+	_ = q.apply()
 	q.closeJournal()
 	return q.db.Close()
 }
