@@ -11,55 +11,29 @@ package queue
 // (scans lost). Releasing the map's pages while it runs does not bound it:
 // measured, it touches 36 MB in 16 ms, faster than any release schedule.
 //
-// So Open checks the file itself, with plain reads (fileCheck): a page
-// buffer at a time for the tree, a 1 MiB chunk at a time for the sweep of
-// the whole file, and bitmaps of a bit per page. The pages it reads are in
-// the page cache, never in the agent's RSS. It checks what bbolt's check
-// checks:
-//   - the meta pages (bbolt's own choice of the newest valid one);
+// So Open checks the file itself (fileCheck), with plain reads into a page
+// buffer per level of the tree and a 1 MiB window for the leaves of one
+// branch page, and a bitmap of a bit per page for what it has seen. The
+// pages it reads stay in the page cache, never in the agent's RSS. It checks
+// what bbolt's check checks:
+//   - both meta pages say who they are, and the newest valid one is the one
+//     bbolt opens (a torn last commit leaves the other);
 //   - the freelist: sorted, unique, in range;
-//   - the tree from the root: page kinds, page IDs, keys in order within a
-//     page and within the range the parent gives the page, no page
-//     reachable twice or both reachable and free;
-//   - every page below the high-water mark, read once in file order
-//     (sweep): each page that is not free must be one the tree reaches, say
-//     its own ID, be a branch, leaf or freelist page whose elements lie
-//     within it with its keys in order, and its overflow pages must be
-//     neither free nor another page's.
-// When it cannot vouch for the file (errDoubt), bbolt's own check decides
-// (checkFull): a damaged file is then moved aside as before, and only such
-// a file costs the memory of bbolt's check.
+//   - the whole tree, every page: page IDs, kinds, elements within their
+//     page, keys in order within a page and within the range its parent
+//     gives it, no page reachable twice or both reachable and free;
+//   - every page below the high-water mark reachable or free.
+// It also counts each bucket's keys, which Open writes as the derived
+// counters. When it cannot vouch for the file (errDoubt), bbolt's own check
+// decides (checkFull), so a damaged file is moved aside as before, and only
+// a file in doubt costs the memory of bbolt's check. FuzzCheckFile holds it
+// to that: a file it vouches for passes bbolt's check.
 //
-// How much of the tree is walked depends on how the file was left. Close
-// writes a marker into the meta bucket in its last transaction (metaClean,
-// holding that transaction's ID), and the first write at Open deletes it,
-// so Open finds it only when the agent closed the file and nothing wrote to
-// it since: a crash, an older version of the agent or bbolt's tool leave it
-// absent or naming an older transaction.
-//   - Without it (an unclean stop): the walk reads every leaf, and counts
-//     each bucket's keys, which Open writes as the derived counters.
-//   - With it, and both meta pages valid and consecutive: the walk reads
-//     the branch pages and each bucket's first and last leaf, and the sweep
-//     checks every other page on its own; the counters are kept.
+// Neither check sees a changed byte inside a stored value (bbolt keeps no
+// checksums): such a record no longer decodes and is moved to the dead
+// letters when the uploader reaches it (see moveUnreadable).
 //
-// What can damage a file closed cleanly. Every commit had been synced, so
-// the file was consistent when it was closed. What can damage it while no
-// process has it open is (a) a disk that acknowledged a sync it had not
-// done, losing or tearing the last writes at a power cut, (b) the media
-// itself (a bad sector, bit rot), (c) a person or a program writing or
-// truncating the file. Truncation is caught by checkNotTruncated before
-// bbolt maps the file. A torn last commit, (a), leaves a meta page invalid
-// or not consecutive, and the walk then reads every leaf. Otherwise the
-// last commits wrote the meta pages, the freelist, the root, the meta
-// bucket and the ends of the pending bucket (scans are appended at its end
-// and delivered from its front), all of which the walk reads; and a page
-// overwritten, zeroed, garbled or lost anywhere, (b) or (c), is found by
-// the sweep. What a clean stop gives up is the check of a middle leaf's
-// keys against its parent's range: a page that is whole, says its own ID
-// and holds keys in order, but holds keys from elsewhere in the same
-// bucket. Neither check sees a changed byte inside a stored value (bbolt
-// keeps no checksums): such a record no longer decodes and is moved to
-// the dead letters when the uploader reaches it (see moveUnreadable).
+// Its time grows with the file, like bbolt's: it reads every page once.
 
 import (
 	"bytes"
@@ -150,13 +124,9 @@ const (
 // fileCheck checks the file at path with plain reads, never through the
 // memory map, so that a bad page is an error here and never a fault, and
 // memory does not grow with the file (see the top of this file): the meta
-// pages, the freelist, the tree (walk), then every page once in file order
-// (sweep). After a clean stop (the marker names the newest transaction)
-// the walk reads the branch pages and each bucket's first and last leaf;
-// otherwise it reads every leaf, checks every key against its parent's
-// range, and counts each bucket's keys. It returns an error wrapping
-// errDoubt when it cannot vouch for the file: the caller then runs bbolt's
-// own check.
+// pages, the freelist, the tree (walk), then that every page is reachable
+// or free. It returns an error wrapping errDoubt when it cannot vouch for
+// the file: the caller then runs bbolt's own check.
 func fileCheck(path string) (c *skeleton, err error) {
 	// It reads damaged bytes by design: should it fail on some it does not
 	// expect, it doubts, and bbolt's check (under protect) decides.

@@ -51,7 +51,7 @@ func fillShaped(t *testing.T, q *Queue, n, del int) {
 }
 
 // uncleanCopy copies q's file as a crash would leave it: open, written to,
-// never closed (the clean-shutdown marker was deleted by the open).
+// never closed.
 func uncleanCopy(t *testing.T, q *Queue) string {
 	t.Helper()
 	mustStats(t, q) // the journal's entry is applied
