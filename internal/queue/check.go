@@ -52,6 +52,10 @@ import (
 // fileCheck cannot vouch for the file. Either way q.recount holds the
 // buckets' key counts, which Open writes as the derived counters.
 func (q *Queue) checkOpen() error {
+	// The check's buffers and bitmaps are garbage once it is done: give
+	// them back to the system rather than keep them as the heap's high
+	// water mark.
+	defer debug.FreeOSMemory()
 	c, err := fileCheck(q.path)
 	if err == nil {
 		q.recount = c.counts
@@ -64,11 +68,9 @@ func (q *Queue) checkOpen() error {
 }
 
 // checkFull runs bbolt's consistency check (which reads every record once)
-// and counts each bucket's keys, for a file fileCheck cannot vouch for,
-// then gives the check's heap back to the system (Open releases the pages
-// it touched).
+// and counts each bucket's keys, for a file fileCheck cannot vouch for
+// (Open releases the pages it touched).
 func (q *Queue) checkFull() error {
-	defer debug.FreeOSMemory()
 	return protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			// Every error is taken, so that the check's goroutine has ended
