@@ -291,7 +291,13 @@ func (c *skeleton) page(id uint64, want uint16) ([]byte, error) {
 		return nil, doubt("page %d: flags %#x, want %#x", id, flags, want)
 	}
 	over := uint64(binary.LittleEndian.Uint32(buf[12:]))
-	if id+over >= c.hwm || over >= maxOverflow {
+	limit := uint64(maxOverflow)
+	if flags == flagFreelist {
+		// The freelist of a large file that has drained is large: up to
+		// one ID of 8 bytes per page below the high-water mark.
+		limit = c.hwm*8/uint64(c.pageSize) + 2
+	}
+	if id+over >= c.hwm || over >= limit {
 		c.put(buf)
 		return nil, doubt("page %d: overflow of %d pages", id, over)
 	}
@@ -325,9 +331,9 @@ func (c *skeleton) prefetch(from, to uint64) {
 	c.winFrom, c.winN = int64(from)*c.pageSize, int64(k)
 }
 
-// maxOverflow bounds the pages one page may span: the queue stores small
-// values (a record, a token), and a larger count read from a damaged header
-// must not make the check allocate the file's size.
+// maxOverflow bounds the pages a branch or leaf page may span: the queue
+// stores small values (a record, a token), and a larger count read from a
+// damaged header must not make the check allocate the file's size.
 const maxOverflow = 4096
 
 // get returns a buffer of n bytes, reused when a page's worth.

@@ -91,6 +91,8 @@ func TestCheckVouchesForSoundFiles(t *testing.T) {
 		{"one record", func(t *testing.T, q *Queue) { mustEnqueue(t, q, "a") }},
 		{"3000 records, 1000 delivered", func(t *testing.T, q *Queue) { fillShaped(t, q, 3000, 1000) }},
 		{"all delivered", func(t *testing.T, q *Queue) { fillShaped(t, q, 2000, 2000) }},
+		// A freelist that spans several pages.
+		{"20000 records, 19000 delivered", func(t *testing.T, q *Queue) { fillShaped(t, q, 20000, 19000) }},
 		{"a record larger than a page", func(t *testing.T, q *Queue) {
 			fillShaped(t, q, 500, 0)
 			r := rec("big")
