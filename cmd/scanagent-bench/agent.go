@@ -128,6 +128,7 @@ type agentConfig struct {
 	dataDir     string
 	baseURL     string
 	concurrency int
+	maxPending  int // 0: the default
 }
 
 // proc is a running agent subprocess with a virtual scanner on a
@@ -197,6 +198,10 @@ func (b *bench) startAgent(ctx context.Context, c agentConfig) (*proc, error) {
 }
 
 func configText(c agentConfig, port string) string {
+	queue := ""
+	if c.maxPending > 0 {
+		queue = fmt.Sprintf("\n[queue]\nmax_pending = %d\n", c.maxPending)
+	}
 	return fmt.Sprintf(`[agent]
 data_dir = '%s'
 log_level = "info"
@@ -211,7 +216,7 @@ timeout = "10s"
 
 [upload]
 concurrency = %d
-
+%s
 [[reader]]
 name = "bench"
 port = '%s'
@@ -219,7 +224,7 @@ term_name = "bench till"
 term_sn = "BENCH-0001"
 ack_ok = "06"
 ack_fail = "15"
-`, c.dataDir, c.baseURL, benchClientID, benchSecret, benchAppID, c.concurrency, port)
+`, c.dataDir, c.baseURL, benchClientID, benchSecret, benchAppID, c.concurrency, queue, port)
 }
 
 // childEnv is this process's environment without SCANAGENT_ variables,
@@ -293,9 +298,17 @@ func (p *proc) stop1() error {
 
 // memory returns a process's VmRSS and VmHWM in bytes.
 func memory(pid int) (rss, hwm int64, err error) {
+	rss, hwm, _, _, err = memoryParts(pid)
+	return rss, hwm, err
+}
+
+// memoryParts returns VmRSS and VmHWM, and VmRSS split into anonymous
+// memory (the heap, stacks) and file pages (the binary's code, the map of
+// queue.db), in bytes.
+func memoryParts(pid int) (rss, hwm, anon, file int64, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	for _, l := range strings.Split(string(raw), "\n") {
 		k, v, ok := strings.Cut(l, ":")
@@ -312,9 +325,13 @@ func memory(pid int) (rss, hwm int64, err error) {
 			rss = n << 10
 		case "VmHWM":
 			hwm = n << 10
+		case "RssAnon":
+			anon = n << 10
+		case "RssFile", "RssShmem":
+			file += n << 10
 		}
 	}
-	return rss, hwm, nil
+	return rss, hwm, anon, file, nil
 }
 
 // cpuTime is the CPU time a process has used, summed over its threads from

@@ -58,8 +58,13 @@ func fillQueue(ctx context.Context, dataDir string, n int) error {
 // backlogIn puts a queue file with n pending records in dataDir: written
 // once, copied for the next runs.
 func (b *bench) backlogIn(ctx context.Context, dataDir string, n int) error {
-	tmpl := filepath.Join(b.work, fmt.Sprintf("backlog-%d", n))
-	if _, err := os.Stat(tmpl); err != nil {
+	keep := b.work
+	if b.o.backlogs != "" {
+		keep = b.o.backlogs
+	}
+	tmpl := filepath.Join(keep, fmt.Sprintf("backlog-%d", n))
+	if _, err := os.Stat(filepath.Join(tmpl, "queue.db")); err != nil {
+		os.RemoveAll(tmpl) // a template left half written
 		t := time.Now()
 		if err := fillQueue(ctx, tmpl, n); err != nil {
 			return err

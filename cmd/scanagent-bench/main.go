@@ -1,7 +1,7 @@
 //go:build linux
 
 // Command scanagent-bench measures scanagent against the limits of the machine
-// it runs on and prints SPEC §7's performance figures, each beside its
+// it runs on and prints the product's performance figures, each beside its
 // target: the disk's raw fsync latency, scan → durable latency over a
 // pseudo-terminal, the burst store rate, the drain rate of a backlog to the
 // platform emulator on loopback, idle RSS and CPU, RSS with a large backlog,
@@ -42,13 +42,15 @@ func main() {
 
 // options shape one run.
 type options struct {
-	dir   string // where the temporary data dirs go: the data dir's filesystem
-	quick bool
-	bin   string // a prebuilt agent binary; "" = build one
-	keep  bool
-	only  map[string]bool // steps to run; nil = all
-	out   io.Writer
-	log   io.Writer
+	dir      string // where the temporary data dirs go: the data dir's filesystem
+	quick    bool
+	bin      string // a prebuilt agent binary; "" = build one
+	keep     bool
+	only     map[string]bool // steps to run; nil = all but scale
+	scale    int             // records in the scale step's queue
+	backlogs string          // where backlog templates are kept between runs; "" = the temporary directory
+	out      io.Writer
+	log      io.Writer
 }
 
 // sizes are the counts and durations of one run; quick makes them small.
@@ -81,10 +83,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.quick, "quick", false, "a fast smoke run (smaller counts, shorter windows; under a minute)")
 	fs.StringVar(&o.bin, "bin", "", "use this scanagent binary instead of building one (the size figure is then skipped)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
-	only := fs.String("only", "", "run only these steps, comma-separated: "+strings.Join(stepNames, ","))
+	only := fs.String("only", "", "run only these steps, comma-separated: "+strings.Join(stepNames, ",")+
+		" (scale runs only when named here)")
+	fs.IntVar(&o.scale, "scale", 10_000_000, "records in the scale step's queue (about 320 bytes of disk each, twice)")
+	fs.StringVar(&o.backlogs, "backlogs", "", "keep the backlog queues written for the runs in this directory and reuse them next time (default: written into the temporary directory, removed at the end)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: go run ./cmd/scanagent-bench [-quick] [-dir DIR] [-bin PATH]\n\n"+
-			"Measures scanagent on this machine and prints each figure beside its target (SPEC §7);\n"+
+			"Measures scanagent on this machine and prints each figure beside its target;\n"+
 			"exits 1 when a target is missed.\n\n")
 		fs.PrintDefaults()
 	}
@@ -176,12 +181,12 @@ func (b *bench) progress(format string, a ...any) {
 }
 
 // stepNames are the steps of a run, in order; -only picks some.
-var stepNames = []string{"binary", "fsync", "scans", "drain", "idle", "backlog"}
+var stepNames = []string{"binary", "fsync", "scans", "drain", "idle", "backlog", "startup", "drainmem", "scale"}
 
 func (b *bench) runAll(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"binary": b.binary, "fsync": b.rawFsync, "scans": b.scans, "drain": b.drain, "idle": b.idle,
-		"backlog": b.bigBacklog,
+		"backlog": b.bigBacklog, "startup": b.startup, "drainmem": b.drainMemory, "scale": b.scale,
 	}
 	for _, name := range stepNames {
 		if err := ctx.Err(); err != nil {
@@ -190,6 +195,9 @@ func (b *bench) runAll(ctx context.Context) error {
 		// The binary is needed by every run, the fsync figure by scans.
 		if b.o.only != nil && !b.o.only[name] && name != "binary" && !(name == "fsync" && b.o.only["scans"]) {
 			continue
+		}
+		if name == "scale" && !b.o.only["scale"] {
+			continue // minutes and gigabytes: only when asked for
 		}
 		if err := steps[name](ctx); err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -3,12 +3,51 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
+
+// fileRSS sums the resident pages of a process's mappings of its own
+// executable and of queue.db, from /proc/PID/smaps.
+func fileRSS(pid int) (exe, db int64, err error) {
+	self, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	var into *int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
+			// A mapping's header: address perms offset dev inode [path].
+			into = nil
+			if len(fields) >= 6 {
+				switch path := fields[5]; {
+				case path == self:
+					into = &exe
+				case strings.HasSuffix(path, "/queue.db"):
+					into = &db
+				}
+			}
+		case len(fields) >= 2 && fields[0] == "Rss:" && into != nil:
+			var kb int64
+			fmt.Sscan(fields[1], &kb)
+			*into += kb << 10
+		}
+	}
+	return exe, db, sc.Err()
+}
 
 // idle measures the agent doing nothing: one reader open, the platform
 // reachable, the queue empty. CPU is taken over the window and scaled to a
@@ -46,11 +85,15 @@ func (b *bench) idle(ctx context.Context) error {
 		return err
 	}
 	perMin := time.Duration(float64(c1-c0) * float64(time.Minute) / float64(time.Since(t0)))
-	rss, _, err := memory(p.pid())
+	rss, _, anon, file, err := memoryParts(p.pid())
 	if err != nil {
 		return err
 	}
 	b.check("idle RSS, one reader open", mib(rss), "≤ 15 MB", rss <= 15e6)
+	b.info("  of which anonymous (heap, stacks) / file pages", mib(anon)+" / "+mib(file))
+	if exe, db, err := fileRSS(p.pid()); err == nil {
+		b.info("  file pages of the executable / of queue.db", mib(exe)+" / "+mib(db))
+	}
 	b.check(fmt.Sprintf("idle CPU, one reader open (over %s)", b.s.idle), fmt.Sprintf("%.2f ms/min", float64(perMin)/1e6),
 		"≤ 60 ms/min", perMin <= 60*time.Millisecond)
 	return p.stop()

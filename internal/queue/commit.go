@@ -424,5 +424,27 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 		q.caughtUp.Wait()
 	}
 	q.amu.Unlock()
-	return protect(func() error { return q.db.View(fn) })
+	return protect(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			err := fn(tx)
+			q.releasePages(tx)
+			return err
+		})
+	})
+}
+
+// dropPagesEvery is how often reads release the file's pages they touched:
+// the uploader's cursor walks through the whole backlog, and each page it
+// passes would otherwise stay resident (see dropPages).
+const dropPagesEvery = time.Second
+
+// releasePages drops the map's pages when dropPagesEvery has passed since
+// the last time; tx is a read transaction.
+func (q *Queue) releasePages(tx *bolt.Tx) {
+	now := time.Now().UnixNano()
+	last := q.dropped.Load()
+	if now-last < int64(dropPagesEvery) || !q.dropped.CompareAndSwap(last, now) {
+		return
+	}
+	dropPages(tx)
 }

@@ -59,21 +59,22 @@ func setCounter(tx *bolt.Tx, key []byte, n uint64) error {
 	return tx.Bucket(bucketMeta).Put(key, u64(n))
 }
 
-func initBuckets(tx *bolt.Tx) error {
+// initBuckets creates the buckets a new file lacks and writes the derived
+// counters from recount, each bucket's keys as the check at Open counted
+// them: recomputed at every open, so that a file written by an older
+// version, or repaired by hand, is always right.
+func initBuckets(tx *bolt.Tx, recount map[string]uint64) error {
 	for _, name := range [][]byte{bucketPending, bucketDead, bucketRejected, bucketDelivered, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
-	// The counters are derived state: recompute them at every open so a file
-	// written by an older version, or repaired by hand, is always right.
 	meta := tx.Bucket(bucketMeta)
 	for _, c := range []struct{ key, bucket []byte }{
 		{metaPendingN, bucketPending}, {metaDeadN, bucketDead}, {metaRejectedN, bucketRejected},
 		{metaDeliveredN, bucketDelivered},
 	} {
-		n := uint64(tx.Bucket(c.bucket).Stats().KeyN)
-		if err := meta.Put(c.key, u64(n)); err != nil {
+		if err := meta.Put(c.key, u64(recount[string(c.bucket)])); err != nil {
 			return err
 		}
 	}

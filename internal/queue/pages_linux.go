@@ -7,13 +7,14 @@ import (
 )
 
 // dropPages tells the kernel that the process no longer needs the pages of
-// the file's memory map that it has touched: the consistency check at open
-// reads every page, and a touched page of the map counts in the process's
-// RSS until it is dropped, so a backlog of a million records would keep
-// hundreds of MB resident. The map is shared and read-only, so
-// MADV_DONTNEED only unmaps: the data stays in the page cache and the next
-// read maps it again. It runs inside a read transaction, which keeps bbolt
-// from remapping the file meanwhile. Best effort: an error changes nothing.
+// the file's memory map that it has touched: a touched page of the map
+// counts in the process's RSS until it is dropped, so reading through a
+// backlog of a million records would keep hundreds of MB resident. The map
+// is shared and read-only, so MADV_DONTNEED only unmaps: the data stays in
+// the page cache and the next read maps it again (a minor fault). It must
+// run inside a read transaction, which keeps bbolt from remapping the file
+// meanwhile; other transactions reading the map at the same time are
+// unaffected. Best effort: an error changes nothing.
 func dropPages(tx *bolt.Tx) {
 	data := tx.DB().Info().Data
 	size := tx.Size()

@@ -39,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -109,6 +110,9 @@ type Queue struct {
 
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
+	recount map[string]uint64 // Open: bucket sizes counted by the check
+	dropped atomic.Int64      // when view last released the map's pages (dropPagesEvery)
+
 	amu      sync.Mutex
 	caughtUp sync.Cond // on amu: broadcast when settled grows
 	wrote    uint64    // generation of the last journal entry written
@@ -122,7 +126,8 @@ type Queue struct {
 }
 
 // Open opens (creating if needed) the queue file at path, checks it for
-// consistency and starts the committer. A damaged file yields an error
+// consistency (check.go: in memory that does not grow with the file) and
+// starts the committer. A damaged file yields an error
 // wrapping ErrCorrupt; see OpenOrQuarantine.
 func Open(path string, opts Options) (q *Queue, err error) {
 	if opts.LockTimeout == 0 {
@@ -160,12 +165,14 @@ func Open(path string, opts Options) (q *Queue, err error) {
 		changed: make(chan struct{}, 1)}
 	q.idle.L = &q.omu
 	q.caughtUp.L = &q.amu
-	if err := q.check(); err != nil {
+	if err := q.checkOpen(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
 	if !opts.ReadOnly {
-		if err := protect(func() error { return db.Update(initBuckets) }); err != nil {
+		if err := protect(func() error {
+			return db.Update(func(tx *bolt.Tx) error { return initBuckets(tx, q.recount) })
+		}); err != nil {
 			db.Close()
 			if !errors.Is(err, ErrCorrupt) {
 				err = fmt.Errorf("%w: %v", ErrWrite, err)
@@ -175,12 +182,13 @@ func Open(path string, opts Options) (q *Queue, err error) {
 	}
 	if err := q.view(func(tx *bolt.Tx) error {
 		q.pendingN = counter(tx, metaPendingN)
-		dropPages(tx) // check and initBuckets read every page
+		dropPages(tx) // what the check and initBuckets read
 		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	q.recount = nil
 	q.health.Full = q.isFull(q.pendingN)
 	if err := q.openJournal(); err != nil {
 		db.Close()
@@ -237,18 +245,6 @@ func (q *Queue) openJournal() error {
 		_ = datasync(q.journal.f)
 	}
 	return nil
-}
-
-// check runs bbolt's consistency check and reads every record once.
-func (q *Queue) check() error {
-	return protect(func() error {
-		return q.db.View(func(tx *bolt.Tx) error {
-			for cerr := range tx.Check() {
-				return fmt.Errorf("%w: %v", ErrCorrupt, cerr)
-			}
-			return nil
-		})
-	})
 }
 
 // protect runs fn, turning a bbolt panic (a damaged page) into ErrCorrupt.
