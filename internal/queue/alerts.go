@@ -14,12 +14,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Bucket names of the alerts: top-level "alerts" holding "state" (condition
-// key → state) and "outbox" (sequence → message). Part of the file format.
+// Bucket names of the alerts: "alert_state" (condition key → state) and
+// "alert_outbox" (sequence → message), top-level like every bucket of the
+// queue (the check at open vouches only for a file without nested
+// buckets). Part of the file format.
 var (
-	bucketAlerts = []byte("alerts")
-	alertsState  = []byte("state")
-	alertsOutbox = []byte("outbox")
+	alertsState  = []byte("alert_state")
+	alertsOutbox = []byte("alert_outbox")
 )
 
 // AlertMessage is one message waiting in the outbox.
@@ -36,12 +37,7 @@ type AlertUpdate struct {
 	Send   [][]byte
 }
 
-func alertBucket(tx *bolt.Tx, name []byte) *bolt.Bucket {
-	if b := tx.Bucket(bucketAlerts); b != nil {
-		return b.Bucket(name)
-	}
-	return nil
-}
+func alertBucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(name) }
 
 // AlertStates returns every stored condition state by key.
 func (q *Queue) AlertStates() (map[string][]byte, error) {
@@ -85,15 +81,11 @@ func (q *Queue) UpdateAlerts(ctx context.Context, u AlertUpdate) error {
 		return nil
 	}
 	return q.write(ctx, func(tx *bolt.Tx) error {
-		root, err := tx.CreateBucketIfNotExists(bucketAlerts)
+		state, err := tx.CreateBucketIfNotExists(alertsState)
 		if err != nil {
 			return err
 		}
-		state, err := root.CreateBucketIfNotExists(alertsState)
-		if err != nil {
-			return err
-		}
-		outbox, err := root.CreateBucketIfNotExists(alertsOutbox)
+		outbox, err := tx.CreateBucketIfNotExists(alertsOutbox)
 		if err != nil {
 			return err
 		}

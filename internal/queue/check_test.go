@@ -93,6 +93,14 @@ func TestCheckVouchesForSoundFiles(t *testing.T) {
 		{"all delivered", func(t *testing.T, q *Queue) { fillShaped(t, q, 2000, 2000) }},
 		// A freelist that spans several pages.
 		{"20000 records, 19000 delivered", func(t *testing.T, q *Queue) { fillShaped(t, q, 20000, 19000) }},
+		// Operator alerts keep their own buckets: a terminal that once sent
+		// an alert must still start in bounded memory.
+		{"alerts kept", func(t *testing.T, q *Queue) {
+			fillShaped(t, q, 300, 100)
+			if err := q.UpdateAlerts(context.Background(), AlertUpdate{Put: map[string][]byte{"backlog": []byte("{}")}, Send: [][]byte{[]byte("msg")}}); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"a record larger than a page", func(t *testing.T, q *Queue) {
 			fillShaped(t, q, 500, 0)
 			r := rec("big")
