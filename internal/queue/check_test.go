@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -221,6 +222,10 @@ func TestDamageWhileStoppedQuarantined(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		// bbolt reads the freelist inside bolt.Open: a count that runs past
+		// the file is a memory fault there, which no recover catches unless
+		// the opening goroutine turns faults into panics.
+		{"the freelist's count runs past the file", func(t *testing.T, path string) { overrunFreelist(t, path) }},
 		{"truncated", func(t *testing.T, path string) {
 			fi, _ := os.Stat(path)
 			if err := os.Truncate(path, fi.Size()/2); err != nil {
@@ -336,4 +341,27 @@ func FuzzCheckFile(f *testing.F) {
 			t.Fatalf("checkFile vouched for a file bbolt's check rejects: %v", err)
 		}
 	})
+}
+
+// overrunFreelist gives the freelist page of the file's current meta a
+// count (0xFFFF, then 1<<24 in the first element) that runs far past the
+// end of the file.
+func overrunFreelist(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(binary.LittleEndian.Uint32(b[pageHeader+8:]))
+	m := 0
+	if binary.LittleEndian.Uint64(b[ps+pageHeader+48:]) > binary.LittleEndian.Uint64(b[pageHeader+48:]) {
+		m = 1 // the meta page with the higher txid is current
+	}
+	fl := int(binary.LittleEndian.Uint64(b[m*ps+pageHeader+32:]))
+	at := fl * ps
+	binary.LittleEndian.PutUint16(b[at+10:], 0xFFFF)
+	binary.LittleEndian.PutUint64(b[at+pageHeader:], 1<<24)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -85,13 +85,20 @@ func initBuckets(tx *bolt.Tx, recount map[string]uint64) error {
 // locked is still the one at path: `queue compact` renames a new file over
 // the old one, and an opener that was waiting for the old file's lock would
 // otherwise write into a file that no longer has a name.
+//
+// bbolt reads the freelist while it opens (PreLoadFreelist makes a
+// read-only open do so too, here rather than later in bbolt's own
+// goroutine, as tx.Check would): a damaged count there reads past the map,
+// a memory fault that recover catches only in a goroutine that asked for
+// faults as panics.
 func openBolt(path string, opts Options) (*bolt.DB, error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	for try := 0; ; try++ {
 		var f *os.File
 		var db *bolt.DB
 		err := protect(func() error {
 			var err error
-			db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly,
+			db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly, PreLoadFreelist: true,
 				OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 					var err error
 					f, err = os.OpenFile(name, flag, mode)
@@ -100,6 +107,9 @@ func openBolt(path string, opts Options) (*bolt.DB, error) {
 			return err
 		})
 		if err != nil {
+			if db == nil && f != nil {
+				f.Close() // a panic inside bolt.Open left the file open (and locked)
+			}
 			return nil, err
 		}
 		held, err1 := f.Stat()
