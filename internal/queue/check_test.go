@@ -365,3 +365,23 @@ func overrunFreelist(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// emptyFreelist sets the count of the current freelist page to 0: every
+// free page is then reachable from nowhere, one check error each.
+func emptyFreelist(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(binary.LittleEndian.Uint32(b[pageHeader+8:]))
+	m := 0
+	if binary.LittleEndian.Uint64(b[ps+pageHeader+48:]) > binary.LittleEndian.Uint64(b[pageHeader+48:]) {
+		m = 1
+	}
+	fl := int(binary.LittleEndian.Uint64(b[m*ps+pageHeader+32:]))
+	binary.LittleEndian.PutUint16(b[fl*ps+10:], 0)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,5 +422,38 @@ func TestRejectedIDStoredAsNumber(t *testing.T) {
 	}
 	if it, err := q.Find(Ref{Rejected: true, N: 1}); err != nil || it.Rejection.ID != 1 || it.Rejection.Reason != "y" {
 		t.Fatalf("Find(r1) = %+v, %v", it, err)
+	}
+}
+
+// Two salvages of the same file at once (two technicians, or a command
+// repeated while the first runs) copy each record once: the second finds
+// the first's progress and stops.
+func TestSalvageConcurrentOnce(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.db")
+	q := mustOpen(t, old, Options{})
+	fill(t, q, 3000)
+	q.Close()
+	live := mustOpen(t, filepath.Join(dir, "queue.db"), Options{})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Salvage(context.Background(), old, live)
+		}()
+	}
+	wg.Wait()
+	if s := mustStats(t, live); s.Pending != 3000 {
+		t.Fatalf("%d pending after two concurrent salvages of 3000 records (errors %v); want each copied once", s.Pending, errs)
+	}
+	if (errs[0] == nil) == (errs[1] == nil) && !(errs[0] == nil && errs[1] == nil) {
+		t.Fatalf("errors %v", errs)
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ErrAlreadySalvaged) {
+			t.Errorf("the second salvage: %v; want ErrAlreadySalvaged", err)
+		}
 	}
 }

@@ -162,6 +162,12 @@ func TestSalvage(t *testing.T) {
 			}
 		}, 0},
 		{"intact", func(t *testing.T, path string) {}, n},
+		// The freelist is not needed to read records, but bbolt's check
+		// loads it in its own goroutine: a count past the file must not
+		// crash the process, and a freelist with many errors must not
+		// leave the check's goroutine blocked (the package's leak check).
+		{"freelist count past the file", func(t *testing.T, path string) { overrunFreelist(t, path) }, n},
+		{"freelist emptied", func(t *testing.T, path string) { emptyFreelist(t, path) }, n},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

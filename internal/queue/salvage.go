@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,7 +58,12 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 	}
 	marker := append([]byte("salvaged:"), sum...)
 	var prog salvageProgress
-	if err := q.view(func(tx *bolt.Tx) error { prog = readProgress(tx.Bucket(bucketMeta).Get(marker)); return nil }); err != nil {
+	var progRaw []byte // the marker as read: a salvage running at the same time changes it
+	if err := q.view(func(tx *bolt.Tx) error {
+		progRaw = bytes.Clone(tx.Bucket(bucketMeta).Get(marker))
+		prog = readProgress(progRaw)
+		return nil
+	}); err != nil {
 		return res, err
 	}
 	if prog.Done {
@@ -79,12 +85,33 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		defer os.Remove(tmp)
 		open = tmp
 	}
+	// The freelist is loaded here, in this goroutine, where a damaged one
+	// is a panic; bbolt's check would otherwise load it in its own
+	// goroutine, where a fault kills the process. Records are read without
+	// it, so a file whose freelist is damaged is read anyway, unchecked.
 	var db *bolt.DB
-	err = protect(func() error {
-		var err error
-		db, err = bolt.Open(open, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	openDB := func(preload bool) error {
+		var f *os.File
+		err := protect(func() error {
+			var err error
+			db, err = bolt.Open(open, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second, PreLoadFreelist: preload,
+				OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+					var err error
+					f, err = os.OpenFile(name, flag, mode)
+					return f, err
+				}})
+			return err
+		})
+		if err != nil && db == nil && f != nil {
+			f.Close() // a panic inside bolt.Open left the file open
+		}
 		return err
-	})
+	}
+	freelistOK := true
+	if err = openDB(true); err != nil {
+		freelistOK, res.Damaged = false, true
+		err = openDB(false)
+	}
 	if err != nil {
 		return res, fmt.Errorf("salvage %s: no readable root (both meta pages are damaged), nothing can be recovered: %w", path, err)
 	}
@@ -94,14 +121,18 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		return res, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	defer tx.Rollback()
-	if cerr := protect(func() error {
-		for range tx.Check() {
-			res.Damaged = true
+	if freelistOK {
+		if cerr := protect(func() error {
+			// Every error is taken, so that the check's goroutine has
+			// ended before the transaction does (and never blocks on a
+			// send nobody reads).
+			for range tx.Check() {
+				res.Damaged = true
+			}
 			return nil
+		}); cerr != nil {
+			res.Damaged = true
 		}
-		return nil
-	}); cerr != nil {
-		res.Damaged = true
 	}
 
 	// The journal beside the file, if any, holds acknowledged work the file
@@ -139,6 +170,11 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 			return err
 		}
 		err = q.write(ctx, func(tx *bolt.Tx) error {
+			if !bytes.Equal(tx.Bucket(bucketMeta).Get(marker), progRaw) {
+				// Another salvage of the same file committed meanwhile:
+				// these records are its to copy.
+				return fmt.Errorf("salvage %s: another salvage of this file is running or has finished: %w", path, ErrAlreadySalvaged)
+			}
 			pending := tx.Bucket(bucketPending)
 			for i := range recs {
 				r := recs[i]
@@ -162,7 +198,7 @@ func Salvage(ctx context.Context, path string, q *Queue) (res Salvaged, err erro
 		if err != nil {
 			return err
 		}
-		prog = next
+		prog, progRaw = next, v
 		for _, r := range recs {
 			if r.DeadReason != "" {
 				res.Dead++
