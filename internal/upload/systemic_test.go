@@ -219,3 +219,90 @@ func TestFieldNames(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldProbeCountedErrorKeepsProbing (upload review 1): a probe of a
+// hold answered with an error that only counts (no errorFields) re-arms
+// the hold's probe instead of leaving the gate waiting for an answer that
+// already came: the next probe goes out a retry_max later, and the backlog
+// drains once the platform accepts.
+func TestHeldProbeCountedErrorKeepsProbing(t *testing.T) {
+	p := newPlatform(t)
+	var phase atomic.Int64 // 0: 404; 1: one "busy" error; 2: success
+	var calls atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch phase.Load() {
+		case 0:
+			http.NotFound(w, r)
+		case 1:
+			phase.Store(2)
+			io.WriteString(w, `{"type":"error","content":"busy"}`)
+		default:
+			io.WriteString(w, `{"type":"success","errorFields":[]}`)
+		}
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 2
+	})
+	r.enqueue(t, 3)
+	r.start()
+	plat := r.up.Platform()
+	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
+	waitFor(t, "a worker waiting for the next probe", func() bool { return fake.Waiters() > 0 })
+	phase.Store(1)
+	advanced := 0
+	waitFor(t, "the backlog delivered after the busy probe", func() bool {
+		if r.stats(t).Pending == 0 {
+			return true
+		}
+		if advanced < 20 && fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+			advanced++
+		}
+		return false
+	})
+	if s := r.stats(t); s.Dead != 0 || s.Delivered != 3 {
+		t.Fatalf("stats %+v; want 3 delivered, none dead", s)
+	}
+	if plat.Status().State == StateHeld {
+		t.Fatalf("still held after deliveries: %+v", plat.Status())
+	}
+}
+
+// TestGateProbeWithoutAnswerTimesOut (upload review 1, the safety net):
+// while a probe is out the other workers wait for its answer at most
+// retry_max; then one of them probes instead.
+func TestGateProbeWithoutAnswerTimesOut(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	g := newGate(time.Second, retryMax, fake.Now, func() float64 { return 0 }, fake)
+	g.hold(true)
+	fake.Advance(retryMax)
+	if probe, err := g.acquire(context.Background()); err != nil || !probe {
+		t.Fatalf("first acquire after the hold's wait: probe %v, %v; want the probe", probe, err)
+	}
+	// The probe's answer never reaches the gate.
+	got := make(chan bool, 1)
+	go func() {
+		probe, _ := g.acquire(context.Background())
+		got <- probe
+	}()
+	waitFor(t, "the second worker waiting on a timer", func() bool { return fake.Waiters() > 0 })
+	select {
+	case <-got:
+		t.Fatal("a second worker went while the probe was out")
+	default:
+	}
+	fake.Advance(retryMax - time.Second)
+	select {
+	case <-got:
+		t.Fatal("a second worker went before retry_max")
+	default:
+	}
+	fake.Advance(time.Second)
+	if probe := <-got; !probe {
+		t.Fatal("the worker that took over did not go as the probe")
+	}
+}

@@ -415,6 +415,11 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		case Counted:
 			u.counted.Add(1)
 			u.healthy()
+			if u.plat.isHeld() {
+				// The hold's probe is answered: the next one goes a
+				// retry_max later (healthy leaves a holding gate closed).
+				u.gate.hold(probe)
+			}
 			r.Attempts++
 			if r.Attempts >= u.opts.MaxErrorAttempts {
 				u.kill(r, fmt.Sprintf("%s (after %d attempts)", reason, r.Attempts), log)
