@@ -306,3 +306,64 @@ func TestGateProbeWithoutAnswerTimesOut(t *testing.T) {
 		t.Fatal("the worker that took over did not go as the probe")
 	}
 }
+
+// TestHoldProbesPastTheRefusedRun (upload review 2): hold_after records
+// in a row that are each bad (refused for the same field) hold the queue,
+// but the hold probes with the record after them, not with one of them:
+// when that one is accepted the hold ends, the run's records go dead one
+// by one (each refused alone) and the rest is delivered.
+func TestHoldProbesPastTheRefusedRun(t *testing.T) {
+	p := newPlatform(t)
+	var calls atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		r.ParseForm()
+		switch r.Form.Get("xgh") {
+		case "x000", "x001", "x002":
+			io.WriteString(w, `{"type":"error","content":"学工号不存在","errorFields":["xgh"]}`)
+			return
+		}
+		p.mu.Lock()
+		p.received = append(p.received, r.Form)
+		p.mu.Unlock()
+		io.WriteString(w, `{"type":"success","errorFields":[]}`)
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 1
+	})
+	r.enqueue(t, 10)
+	r.start()
+	plat := r.up.Platform()
+	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
+	advanced := 0
+	waitFor(t, "the queue settled", func() bool {
+		if r.stats(t).Pending == 0 {
+			return true
+		}
+		if advanced < 20 && fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+			advanced++
+		}
+		return false
+	})
+	if s := r.stats(t); s.Dead != 3 || s.Delivered != 7 {
+		t.Fatalf("stats %+v; want 3 dead and 7 delivered", s)
+	}
+	dead, err := r.q.List(queue.StateDead, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range dead {
+		if x := it.Record.Xgh; x != "x000" && x != "x001" && x != "x002" {
+			t.Errorf("%s dead; only the refused run should be", x)
+		}
+	}
+	if n := calls.Load(); n > 14 {
+		t.Errorf("%d calls; want the run's 3 twice, one probe and 7 deliveries at most a little more", n)
+	}
+	if st := plat.Status(); st.State == StateHeld {
+		t.Fatalf("still held: %+v", st)
+	}
+}

@@ -249,13 +249,20 @@ func (u *Uploader) Run(ctx context.Context) error {
 // dispatch streams pending records, oldest first, to the workers. The cursor
 // moves forward, so a record is handed out once, until a systemic hold
 // gives records back: then it starts again from the oldest pending record,
-// skipping those a worker still has.
+// skipping those a worker still has; during a hold for fields, from the
+// record after the refused run (rewindFrom), and from the oldest only when
+// nothing is pending after the run.
 func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error {
 	var cursor uint64
+	pastRun := false // cursor was set past a refused run; nothing read since
+	again := func() {
+		cursor = u.rewindFrom()
+		pastRun = cursor != 0
+	}
 	for {
 		select {
 		case <-u.rewind:
-			cursor = 0
+			again()
 		default:
 		}
 		u.newRead()
@@ -267,12 +274,17 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			}
 			continue
 		}
+		if len(recs) == 0 && pastRun {
+			cursor, pastRun = 0, false // nothing after the run: probe with it
+			continue
+		}
+		pastRun = false
 		if len(recs) == 0 {
 			select {
 			case <-u.q.Wake():
 				continue
 			case <-u.rewind:
-				cursor = 0
+				again()
 				continue
 			case <-ctx.Done():
 				return nil
@@ -283,16 +295,18 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			if !u.own(r.ID) {
 				continue
 			}
+			rewound := false
 			select {
 			case jobs <- r:
 			case <-u.rewind:
 				u.unown(r.ID)
-				cursor = 0
+				again()
+				rewound = true
 			case <-ctx.Done():
 				u.unown(r.ID)
 				return nil
 			}
-			if cursor == 0 {
+			if rewound {
 				break
 			}
 		}
