@@ -373,7 +373,7 @@ func (u *Uploader) again() {
 // or gives it back still pending (a systemic hold): then it reports true.
 func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (released bool) {
 	log := u.log.With("record", r.ID)
-	for try := 0; ctx.Err() == nil; try++ {
+	for ctx.Err() == nil {
 		if err := u.hold.wait(ctx); err != nil {
 			return false
 		}
@@ -381,19 +381,18 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		if err != nil {
 			return false
 		}
-		if try > 0 {
-			// While this worker waited, the record may have been dropped,
-			// moved to dead or retried by a technician.
-			cur, err := u.q.PendingRecord(r.ID)
-			if errors.Is(err, queue.ErrNotFound) {
-				u.gate.release(probe)
-				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
-				return false
-			}
-			if err == nil {
-				cur.Attempts = r.Attempts
-				r = cur
-			}
+		// While this worker waited (before its first try too: for a hold
+		// or the backoff), the record may have been dropped, moved to dead
+		// or retried by a technician.
+		cur, err := u.q.PendingRecord(r.ID)
+		if errors.Is(err, queue.ErrNotFound) {
+			u.gate.release(probe)
+			log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
+			return false
+		}
+		if err == nil {
+			cur.Attempts = r.Attempts
+			r = cur
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
