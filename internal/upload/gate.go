@@ -15,6 +15,7 @@ import (
 // a herd of `concurrency`.
 type gate struct {
 	initial, max time.Duration
+	probeMax     time.Duration // how long the others wait for a probe's answer
 	now          func() time.Time
 	rand         func() float64
 	clock        clock.Clock
@@ -29,7 +30,7 @@ type gate struct {
 }
 
 func newGate(initial, maxWait time.Duration, now func() time.Time, rnd func() float64, c clock.Clock) *gate {
-	return &gate{initial: initial, max: maxWait, now: now, rand: rnd, clock: clock.Or(c), changed: make(chan struct{})}
+	return &gate{initial: initial, max: maxWait, probeMax: maxWait, now: now, rand: rnd, clock: clock.Or(c), changed: make(chan struct{})}
 }
 
 func (g *gate) isFailing() bool {
@@ -46,8 +47,8 @@ func (g *gate) nextTry() time.Time {
 
 // acquire waits until this worker may send. probe is true when it goes as
 // the single probe of a failing platform. While a probe is out the others
-// wait for its answer, at most max: a probe whose answer never reached the
-// gate does not stop the uploads.
+// wait for its answer, at most probeMax: a probe whose answer never
+// reached the gate does not stop the uploads.
 func (g *gate) acquire(ctx context.Context) (probe bool, err error) {
 	for {
 		g.mu.Lock()
@@ -62,7 +63,7 @@ func (g *gate) acquire(ctx context.Context) (probe bool, err error) {
 		}
 		wait := end.Sub(g.now())
 		if wait <= 0 {
-			g.probing, g.probeEnd = true, g.now().Add(g.max)
+			g.probing, g.probeEnd = true, g.now().Add(g.probeMax)
 			g.mu.Unlock()
 			return true, nil
 		}

@@ -173,6 +173,10 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 		clock: opts.Clock, plat: opts.Platform, owned: map[uint64]struct{}{}, finished: map[uint64]struct{}{},
 		rewind: make(chan struct{}, 1)}
 	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand, opts.Clock)
+	if client != nil {
+		// A probe may take a token fetch, the clock's HEAD and the upload.
+		u.gate.probeMax = max(opts.RetryMax, 3*client.Timeout)
+	}
 	u.hold.changed = make(chan struct{})
 	return u, nil
 }
