@@ -13,11 +13,13 @@ import (
 // scanDate the platform received, read in the platform's zone.
 func sentScanDate(t *testing.T, r *rig, p *platform, rec *queue.Record) time.Time {
 	t.Helper()
-	before := len(p.got())
+	before, done := len(p.got()), r.up.Stats().Delivered
 	if err := r.q.Enqueue(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the record delivered", func() bool { return len(p.got()) == before+1 })
+	// Delivered counts once the answer is read (and its Date measured):
+	// the caller may then move the clock.
+	waitFor(t, "the record delivered", func() bool { return r.up.Stats().Delivered == done+1 })
 	loc, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
 		t.Fatal(err)

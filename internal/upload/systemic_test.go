@@ -246,11 +246,14 @@ func TestHeldProbeCountedErrorKeepsProbing(t *testing.T) {
 	r := newRig(t, p, "", func(o *Options) {
 		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 2
 	})
+	// The safety net (the others take over a probe after probeMax) out of
+	// reach: this is about the hold re-arming its probe.
+	r.up.gate.probeMax = 1000 * time.Hour
 	r.enqueue(t, 3)
 	r.start()
 	plat := r.up.Platform()
 	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
-	waitFor(t, "a worker waiting for the next probe", func() bool { return fake.Waiters() > 0 })
+	waitFor(t, "both workers waiting for the next probe", func() bool { return fake.Waiters() == 2 })
 	phase.Store(1)
 	advanced := 0
 	waitFor(t, "the backlog delivered after the busy probe", func() bool {
