@@ -353,6 +353,52 @@ func TestRefusedAndBadToken(t *testing.T) {
 	}
 }
 
+// TestForbiddenIsRefusedNotBadToken (upload review 4): a 403 from msgsend
+// without invalid_token / invalid_grant (this app may not send messages)
+// refuses the message: it is dropped and counted once, the token (the
+// uploader's too) is kept: no re-fetch on this flush nor the next.
+func TestForbiddenIsRefusedNotBadToken(t *testing.T) {
+	f := newFixture(t)
+	var n int
+	var mu sync.Mutex
+	msg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"error":"access_denied","error_description":"this client may not send messages"}`))
+	}))
+	t.Cleanup(msg.Close)
+	x := &fact{}
+	e := f.engine(Options{}, CredentialsSource(x.get))
+	e.opts.URL = msg.URL + devserver.MsgPath
+	x.set(true, t0)
+	for i, d := range []time.Duration{0, time.Minute} {
+		if i == 1 {
+			x.set(false, time.Time{}) // a second message: the clearing
+		}
+		if err := e.Check(context.Background(), f.at(d)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Flush(context.Background()); err != nil {
+			t.Fatalf("flush %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	calls := n
+	mu.Unlock()
+	if sent, refused, failed := e.Counts(); sent != 0 || refused != 2 || failed != 0 || calls != 2 {
+		t.Fatalf("sent %d refused %d failed %d in %d calls; want 2 refused, one call each", sent, refused, failed, calls)
+	}
+	if out, _ := f.q.AlertOutbox(10); len(out) != 0 {
+		t.Fatalf("refused messages still queued: %d", len(out))
+	}
+	if got := f.tokens.Fetches(); got != 1 {
+		t.Fatalf("token fetches = %d, want 1 (a 403 without invalid_token keeps the token)", got)
+	}
+}
+
 // Alerts off: nothing is checked, stored or sent.
 func TestOff(t *testing.T) {
 	f := newFixture(t)
@@ -392,7 +438,10 @@ func TestClassify(t *testing.T) {
 		{200, `{"type":"success"}`, Transient},
 		{200, `<html>portal</html>`, Transient},
 		{401, `{"error":"invalid_grant"}`, BadToken},
-		{403, ``, BadToken},
+		{403, ``, Refused},
+		{403, `{"error":"access_denied"}`, Refused},
+		{403, `{"error":"invalid_token"}`, BadToken},
+		{403, `{"error":"invalid_grant","error_description":"Access token is expired"}`, BadToken},
 		{200, `{"error":"invalid_token"}`, BadToken},
 		{400, `{"status":0,"message":"bad"}`, Refused},
 		{422, ``, Refused},

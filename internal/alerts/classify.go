@@ -15,8 +15,8 @@ type Outcome int
 const (
 	Transient Outcome = iota // keep the message, send it again after a backoff
 	Sent                     // status 1: done
-	Refused                  // status 0, or 400/413/422: the platform will not take it; drop it (logged)
-	BadToken                 // 401/403 or invalid_token/invalid_grant: re-fetch the token (single-flight) and send again
+	Refused                  // status 0, or 400/403/413/422: the platform will not take it; drop it (logged)
+	BadToken                 // 401 or invalid_token/invalid_grant: re-fetch the token (single-flight) and send again
 )
 
 func (o Outcome) String() string {
@@ -48,16 +48,20 @@ type msgEnvelope struct {
 
 // Classify judges one msgsend answer. It is pure: the table is
 //
-//	401, 403, or a body whose "error" is invalid_token / invalid_grant → BadToken
+//	401, or a body whose "error" is invalid_token / invalid_grant      → BadToken
 //	200, JSON, status 1                                               → Sent
 //	200, JSON, status 0                                               → Refused (message is the reason)
 //	400, 413, 422                                                     → Refused
+//	403 otherwise (this app may not send messages)                    → Refused
 //	404, 405                                                          → Transient (the endpoint is missing: base_url, or a platform being redeployed)
 //	200 not the envelope (an HTML portal page), 3xx, 408, 429, 5xx    → Transient
+//
+// A plain 403 is not a bad token: re-fetching would only invalidate the
+// token the uploader shares, at every flush, for a refusal that stays.
 func Classify(status int, body []byte) Result {
 	var env msgEnvelope
 	isJSON := json.Unmarshal(body, &env) == nil
-	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
+	if status == http.StatusUnauthorized ||
 		isJSON && (env.Error == "invalid_token" || env.Error == "invalid_grant") {
 		return Result{BadToken, fmt.Sprintf("HTTP %d: access token refused", status)}
 	}
@@ -65,6 +69,12 @@ func Classify(status int, body []byte) Result {
 	case http.StatusOK:
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Result{Refused, fmt.Sprintf("HTTP %d%s", status, reasonOf(env, isJSON))}
+	case http.StatusForbidden:
+		why := reasonOf(env, isJSON)
+		if isJSON && env.Error != "" {
+			why = ": " + env.Error
+		}
+		return Result{Refused, fmt.Sprintf("HTTP 403%s: this app may not send messages (ask the platform's administrators)", why)}
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		return Result{Transient, fmt.Sprintf("HTTP %d: no msgsend endpoint at this address: check [platform] base_url", status)}
 	default:

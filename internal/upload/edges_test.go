@@ -7,7 +7,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"scanagent/internal/clock"
 	"scanagent/internal/queue"
 )
 
@@ -68,5 +70,60 @@ func TestOversizedAndBOMAnswers(t *testing.T) {
 	items, err := r.q.List(queue.StateDead, 0, 0)
 	if err != nil || len(items) != 1 || !strings.Contains(items[0].Record.DeadReason, "too large") {
 		t.Fatalf("dead: %+v, %v", items, err)
+	}
+}
+
+// TestDroppedWhileWaitingFirstTryNotUploaded (upload review 5): a record
+// handed to a worker that waits for the platform's backoff before its
+// first try, and dropped meanwhile, is not uploaded: the worker reads its
+// record again before the first try too.
+func TestDroppedWhileWaitingFirstTryNotUploaded(t *testing.T) {
+	p := newPlatform(t)
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		r.ParseForm()
+		p.mu.Lock()
+		p.received = append(p.received, r.Form)
+		p.mu.Unlock()
+		io.WriteString(w, `{"type":"success","errorFields":[]}`)
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 2
+	})
+	r.enqueue(t, 1) // x000
+	r.start()
+	waitFor(t, "the first try failed and the gate closed", func() bool { return calls.Load() == 1 && fake.Waiters() == 1 })
+	late := &queue.Record{Reader: "r", TermName: "t", TermSn: "s", Xgh: "late", Name: "n", IDCard: "C", UserType: "u"}
+	if err := r.q.Enqueue(context.Background(), late); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second worker waiting before its first try", func() bool { return fake.Waiters() == 2 })
+	if _, err := r.q.DropOne(context.Background(), queue.Ref{N: late.ID}); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(false)
+	waitFor(t, "x000 delivered and the dropped record settled", func() bool {
+		if len(p.got()) >= 1 && (len(p.got()) > 1 || strings.Contains(r.logBuf.String(), "no longer pending")) {
+			return true
+		}
+		if fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+		}
+		return false
+	})
+	r.stop()
+	for _, f := range p.got() {
+		if f.Get("xgh") == "late" {
+			t.Fatalf("the dropped record was uploaded: %v", p.got())
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 // a herd of `concurrency`.
 type gate struct {
 	initial, max time.Duration
+	probeMax     time.Duration // how long the others wait for a probe's answer
 	now          func() time.Time
 	rand         func() float64
 	clock        clock.Clock
@@ -23,12 +24,13 @@ type gate struct {
 	failures int
 	until    time.Time
 	probing  bool
+	probeEnd time.Time     // while probing: when another worker may probe instead
 	holding  bool          // a systemic hold: one probe every max
 	changed  chan struct{} // closed and replaced at each state change
 }
 
 func newGate(initial, maxWait time.Duration, now func() time.Time, rnd func() float64, c clock.Clock) *gate {
-	return &gate{initial: initial, max: maxWait, now: now, rand: rnd, clock: clock.Or(c), changed: make(chan struct{})}
+	return &gate{initial: initial, max: maxWait, probeMax: maxWait, now: now, rand: rnd, clock: clock.Or(c), changed: make(chan struct{})}
 }
 
 func (g *gate) isFailing() bool {
@@ -44,7 +46,9 @@ func (g *gate) nextTry() time.Time {
 }
 
 // acquire waits until this worker may send. probe is true when it goes as
-// the single probe of a failing platform.
+// the single probe of a failing platform. While a probe is out the others
+// wait for its answer, at most probeMax: a probe whose answer never
+// reached the gate does not stop the uploads.
 func (g *gate) acquire(ctx context.Context) (probe bool, err error) {
 	for {
 		g.mu.Lock()
@@ -53,13 +57,15 @@ func (g *gate) acquire(ctx context.Context) (probe bool, err error) {
 			return false, nil
 		}
 		changed := g.changed
-		wait := time.Duration(-1) // the probe is out: wait for its answer
-		if !g.probing {
-			if wait = g.until.Sub(g.now()); wait <= 0 {
-				g.probing = true
-				g.mu.Unlock()
-				return true, nil
-			}
+		end := g.until
+		if g.probing {
+			end = g.probeEnd
+		}
+		wait := end.Sub(g.now())
+		if wait <= 0 {
+			g.probing, g.probeEnd = true, g.now().Add(g.probeMax)
+			g.mu.Unlock()
+			return true, nil
 		}
 		g.mu.Unlock()
 		if err := waitChange(ctx, g.clock, changed, wait); err != nil {

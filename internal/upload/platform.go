@@ -64,8 +64,14 @@ type Platform struct {
 	detail    string // the last error behind down, logged with the change
 	skew      time.Duration
 	skewKnown bool
-	cur       Status
-	changed   chan struct{}
+	// The wall and boot clocks when skew was measured: once the wall
+	// clock has moved against the boot clock by more than max_clock_skew
+	// (a clock set or stepped by NTP), skew is no longer the clock's.
+	skewWall   time.Time
+	skewBootID string
+	skewBoot   time.Duration
+	cur        Status
+	changed    chan struct{}
 }
 
 // PlatformOptions configure a Platform; zero values mean the defaults.
@@ -106,11 +112,18 @@ func (p *Platform) Watch() (Status, <-chan struct{}) {
 	return st, p.changed
 }
 
-// Skew returns the last measured difference platform − local clock.
+// Skew returns the last measured difference platform − local clock. It
+// is not known (to be measured again) once the local clock was set since
+// the measure: moved against the boot clock by more than max_clock_skew.
 func (p *Platform) Skew() (time.Duration, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.skew, p.skewKnown
+	if !p.skewKnown {
+		return p.skew, false
+	}
+	id, boot := p.clock.Boot()
+	moved := p.clock.Now().Round(0).Sub(p.skewWall) - (boot - p.skewBoot)
+	return p.skew, id == p.skewBootID && !p.skewed(moved)
 }
 
 // MaxClockSkew is the skew beyond which the clock is a fault.
@@ -176,7 +189,12 @@ func (p *Platform) observe(start, end time.Time, h http.Header) {
 	}
 	mid := start.Add(end.Sub(start) / 2)
 	skew := date.Add(500 * time.Millisecond).Sub(mid).Round(time.Second)
-	p.update(func() { p.skew, p.skewKnown = skew, true })
+	id, boot := p.clock.Boot()
+	wall := p.clock.Now().Round(0)
+	p.update(func() {
+		p.skew, p.skewKnown = skew, true
+		p.skewWall, p.skewBootID, p.skewBoot = wall, id, boot
+	})
 }
 
 // update applies change and, if the state moved, logs it once and wakes

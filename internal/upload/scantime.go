@@ -53,10 +53,13 @@ func (u *Uploader) measureSkew(ctx context.Context) {
 //     max_clock_skew, the stamp moved by that difference (the clock is
 //     still wrong, so it was when the scan was stamped).
 //
-// A difference within max_clock_skew is not corrected. A scan that cannot
-// be corrected but is plainly wrong (stamped in the future, or before
-// 2020: a clock that booted at its epoch) is sent as stamped and counted
-// (Stats.Uncorrectable).
+// A difference within max_clock_skew is not corrected, nor one that
+// would be implausible: later than the platform's now (the local clock
+// corrected by the skew) plus max_clock_skew, or before 2020 (a stamp of
+// an earlier boot whose clock was right, while this boot's is wrong). A
+// scan that cannot be corrected but is plainly wrong (stamped in the
+// future of the platform's clock, or before 2020: a clock that booted at
+// its epoch) is sent as stamped and counted (Stats.Uncorrectable).
 func (u *Uploader) scanTime(r queue.Record, log *slog.Logger) time.Time {
 	t := r.ScanTime
 	skew, known := u.plat.Skew()
@@ -64,14 +67,19 @@ func (u *Uploader) scanTime(r queue.Record, log *slog.Logger) time.Time {
 		skew = 0
 	}
 	id, now := u.clock.Boot()
+	platNow := u.clock.Now().Add(skew)
+	implausible := func(x time.Time) bool {
+		return x.Before(plainlyWrongBefore) || x.After(platNow.Add(u.opts.MaxClockSkew))
+	}
 	var est time.Time
 	switch {
 	case r.Boot != "" && r.Boot == id && r.BootAt > 0 && now >= r.BootAt:
-		est = u.clock.Now().Add(skew).Add(-(now - r.BootAt))
+		est = platNow.Add(-(now - r.BootAt))
 	case skew != 0:
 		est = t.Add(skew)
-	default:
-		if t.Before(plainlyWrongBefore) || t.After(u.clock.Now().Add(u.opts.MaxClockSkew)) {
+	}
+	if est.IsZero() || implausible(est) {
+		if implausible(t) {
 			u.uncorrectable.Add(1)
 		}
 		return t

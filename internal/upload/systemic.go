@@ -18,7 +18,14 @@ type streak struct {
 	key     string   // the fields of the current run of refusals
 	ids     []uint64 // the records of that run, moved to dead
 	held    bool     // uploading holds
-	heldKey string   // what holds it: the fields, or "HTTP 404"
+	heldKey string   // what holds it: the fields, or "endpoint"
+	// run: the records refused in a row that started a hold for fields.
+	// The hold probes with a record after them (see rewindFrom): each may
+	// be bad on its own, and refused the same way for ever.
+	run []uint64
+	// cleared: records of a run whose hold ended by another answer; each
+	// is then judged alone (dead when refused), never a new run.
+	cleared map[uint64]struct{}
 }
 
 // FieldKeys names the configuration key most likely at fault when the
@@ -57,6 +64,12 @@ func (u *Uploader) refused(probe bool, r queue.Record, fields []string, reason s
 	s := &u.streak
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.cleared[r.ID]; ok && !s.held {
+		delete(s.cleared, r.ID)
+		u.dead.Add(1)
+		u.kill(r, reason, log)
+		return false
+	}
 	if s.held && s.heldKey == key {
 		u.gate.hold(probe)
 		u.note(r, "held: "+reason, u.gate.nextTry(), log)
@@ -81,6 +94,7 @@ func (u *Uploader) refused(probe bool, r queue.Record, fields []string, reason s
 	if err != nil {
 		log.Error("could not move the refused records back to pending; retry them with `scanagent queue retry --all-dead` after the fix", "err", err.Error())
 	}
+	s.run = append(s.ids, r.ID)
 	s.ids = nil
 	s.held, s.heldKey = true, key
 	u.gate.hold(probe)
@@ -95,7 +109,7 @@ func (u *Uploader) holdSystemic(probe bool, reason, fix string) {
 	s := &u.streak
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.key, s.ids = "", nil
+	s.key, s.ids, s.run = "", nil, nil
 	s.held, s.heldKey = true, "endpoint"
 	u.gate.hold(probe)
 	u.plat.hold("the scan endpoint answers "+reason, fix)
@@ -117,9 +131,32 @@ func (u *Uploader) resume() {
 	u.resetStreak()
 }
 
+// rewindFrom is where the dispatcher starts again after a record was
+// given back: past the refused run while a hold for fields lasts (so
+// the probe is a record outside it), else the oldest (0).
+func (u *Uploader) rewindFrom() uint64 {
+	s := &u.streak
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last uint64
+	if s.held {
+		for _, id := range s.run {
+			last = max(last, id)
+		}
+	}
+	return last
+}
+
 func (u *Uploader) unholdLocked() {
 	s := &u.streak
-	s.held, s.heldKey = false, ""
+	if len(s.run) > 0 && s.cleared == nil {
+		s.cleared = map[uint64]struct{}{}
+	}
+	for _, id := range s.run {
+		s.cleared[id] = struct{}{}
+	}
+	s.held, s.heldKey, s.run = false, "", nil
+	u.again() // the run's records are behind the dispatcher's cursor
 	u.plat.unhold()
 	u.gate.success()
 	u.log.Info("uploads resumed: the platform no longer refuses every record the same way")

@@ -219,3 +219,154 @@ func TestFieldNames(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldProbeCountedErrorKeepsProbing (upload review 1): a probe of a
+// hold answered with an error that only counts (no errorFields) re-arms
+// the hold's probe instead of leaving the gate waiting for an answer that
+// already came: the next probe goes out a retry_max later, and the backlog
+// drains once the platform accepts.
+func TestHeldProbeCountedErrorKeepsProbing(t *testing.T) {
+	p := newPlatform(t)
+	var phase atomic.Int64 // 0: 404; 1: one "busy" error; 2: success
+	var calls atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch phase.Load() {
+		case 0:
+			http.NotFound(w, r)
+		case 1:
+			phase.Store(2)
+			io.WriteString(w, `{"type":"error","content":"busy"}`)
+		default:
+			io.WriteString(w, `{"type":"success","errorFields":[]}`)
+		}
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 2
+	})
+	// The safety net (the others take over a probe after probeMax) out of
+	// reach: this is about the hold re-arming its probe.
+	r.up.gate.probeMax = 1000 * time.Hour
+	r.enqueue(t, 3)
+	r.start()
+	plat := r.up.Platform()
+	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
+	waitFor(t, "both workers waiting for the next probe", func() bool { return fake.Waiters() == 2 })
+	phase.Store(1)
+	advanced := 0
+	waitFor(t, "the backlog delivered after the busy probe", func() bool {
+		if r.stats(t).Pending == 0 {
+			return true
+		}
+		if advanced < 20 && fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+			advanced++
+		}
+		return false
+	})
+	if s := r.stats(t); s.Dead != 0 || s.Delivered != 3 {
+		t.Fatalf("stats %+v; want 3 delivered, none dead", s)
+	}
+	if plat.Status().State == StateHeld {
+		t.Fatalf("still held after deliveries: %+v", plat.Status())
+	}
+}
+
+// TestGateProbeWithoutAnswerTimesOut (upload review 1, the safety net):
+// while a probe is out the other workers wait for its answer at most
+// retry_max; then one of them probes instead.
+func TestGateProbeWithoutAnswerTimesOut(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	g := newGate(time.Second, retryMax, fake.Now, func() float64 { return 0 }, fake)
+	g.hold(true)
+	fake.Advance(retryMax)
+	if probe, err := g.acquire(context.Background()); err != nil || !probe {
+		t.Fatalf("first acquire after the hold's wait: probe %v, %v; want the probe", probe, err)
+	}
+	// The probe's answer never reaches the gate.
+	got := make(chan bool, 1)
+	go func() {
+		probe, _ := g.acquire(context.Background())
+		got <- probe
+	}()
+	waitFor(t, "the second worker waiting on a timer", func() bool { return fake.Waiters() > 0 })
+	select {
+	case <-got:
+		t.Fatal("a second worker went while the probe was out")
+	default:
+	}
+	fake.Advance(retryMax - time.Second)
+	select {
+	case <-got:
+		t.Fatal("a second worker went before retry_max")
+	default:
+	}
+	fake.Advance(time.Second)
+	if probe := <-got; !probe {
+		t.Fatal("the worker that took over did not go as the probe")
+	}
+}
+
+// TestHoldProbesPastTheRefusedRun (upload review 2): hold_after records
+// in a row that are each bad (refused for the same field) hold the queue,
+// but the hold probes with the record after them, not with one of them:
+// when that one is accepted the hold ends, the run's records go dead one
+// by one (each refused alone) and the rest is delivered.
+func TestHoldProbesPastTheRefusedRun(t *testing.T) {
+	p := newPlatform(t)
+	var calls atomic.Int64
+	p.setScan(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		r.ParseForm()
+		switch r.Form.Get("xgh") {
+		case "x000", "x001", "x002":
+			io.WriteString(w, `{"type":"error","content":"学工号不存在","errorFields":["xgh"]}`)
+			return
+		}
+		p.mu.Lock()
+		p.received = append(p.received, r.Form)
+		p.mu.Unlock()
+		io.WriteString(w, `{"type":"success","errorFields":[]}`)
+	})
+	fake := clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	const retryMax = time.Minute
+	r := newRig(t, p, "", func(o *Options) {
+		o.Clock, o.RetryInitial, o.RetryMax, o.Concurrency = fake, time.Second, retryMax, 1
+	})
+	r.enqueue(t, 10)
+	r.start()
+	plat := r.up.Platform()
+	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
+	advanced := 0
+	waitFor(t, "the queue settled", func() bool {
+		if r.stats(t).Pending == 0 {
+			return true
+		}
+		if advanced < 20 && fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+			advanced++
+		}
+		return false
+	})
+	if s := r.stats(t); s.Dead != 3 || s.Delivered != 7 {
+		t.Fatalf("stats %+v; want 3 dead and 7 delivered", s)
+	}
+	dead, err := r.q.List(queue.StateDead, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range dead {
+		if x := it.Record.Xgh; x != "x000" && x != "x001" && x != "x002" {
+			t.Errorf("%s dead; only the refused run should be", x)
+		}
+	}
+	if n := calls.Load(); n > 14 {
+		t.Errorf("%d calls; want the run's 3 twice, one probe and 7 deliveries at most a little more", n)
+	}
+	if st := plat.Status(); st.State == StateHeld {
+		t.Fatalf("still held: %+v", st)
+	}
+}

@@ -173,6 +173,10 @@ func New(q Queue, tokens Tokens, client *http.Client, opts Options) (*Uploader, 
 		clock: opts.Clock, plat: opts.Platform, owned: map[uint64]struct{}{}, finished: map[uint64]struct{}{},
 		rewind: make(chan struct{}, 1)}
 	u.gate = newGate(opts.RetryInitial, opts.RetryMax, opts.Now, opts.Rand, opts.Clock)
+	if client != nil {
+		// A probe may take a token fetch, the clock's HEAD and the upload.
+		u.gate.probeMax = max(opts.RetryMax, 3*client.Timeout)
+	}
 	u.hold.changed = make(chan struct{})
 	return u, nil
 }
@@ -249,13 +253,20 @@ func (u *Uploader) Run(ctx context.Context) error {
 // dispatch streams pending records, oldest first, to the workers. The cursor
 // moves forward, so a record is handed out once, until a systemic hold
 // gives records back: then it starts again from the oldest pending record,
-// skipping those a worker still has.
+// skipping those a worker still has; during a hold for fields, from the
+// record after the refused run (rewindFrom), and from the oldest only when
+// nothing is pending after the run.
 func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error {
 	var cursor uint64
+	pastRun := false // cursor was set past a refused run; nothing read since
+	again := func() {
+		cursor = u.rewindFrom()
+		pastRun = cursor != 0
+	}
 	for {
 		select {
 		case <-u.rewind:
-			cursor = 0
+			again()
 		default:
 		}
 		u.newRead()
@@ -267,12 +278,17 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			}
 			continue
 		}
+		if len(recs) == 0 && pastRun {
+			cursor, pastRun = 0, false // nothing after the run: probe with it
+			continue
+		}
+		pastRun = false
 		if len(recs) == 0 {
 			select {
 			case <-u.q.Wake():
 				continue
 			case <-u.rewind:
-				cursor = 0
+				again()
 				continue
 			case <-ctx.Done():
 				return nil
@@ -283,16 +299,18 @@ func (u *Uploader) dispatch(ctx context.Context, jobs chan<- queue.Record) error
 			if !u.own(r.ID) {
 				continue
 			}
+			rewound := false
 			select {
 			case jobs <- r:
 			case <-u.rewind:
 				u.unown(r.ID)
-				cursor = 0
+				again()
+				rewound = true
 			case <-ctx.Done():
 				u.unown(r.ID)
 				return nil
 			}
-			if cursor == 0 {
+			if rewound {
 				break
 			}
 		}
@@ -359,7 +377,7 @@ func (u *Uploader) again() {
 // or gives it back still pending (a systemic hold): then it reports true.
 func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (released bool) {
 	log := u.log.With("record", r.ID)
-	for try := 0; ctx.Err() == nil; try++ {
+	for ctx.Err() == nil {
 		if err := u.hold.wait(ctx); err != nil {
 			return false
 		}
@@ -367,19 +385,18 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		if err != nil {
 			return false
 		}
-		if try > 0 {
-			// While this worker waited, the record may have been dropped,
-			// moved to dead or retried by a technician.
-			cur, err := u.q.PendingRecord(r.ID)
-			if errors.Is(err, queue.ErrNotFound) {
-				u.gate.release(probe)
-				log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
-				return false
-			}
-			if err == nil {
-				cur.Attempts = r.Attempts
-				r = cur
-			}
+		// While this worker waited (before its first try too: for a hold
+		// or the backoff), the record may have been dropped, moved to dead
+		// or retried by a technician.
+		cur, err := u.q.PendingRecord(r.ID)
+		if errors.Is(err, queue.ErrNotFound) {
+			u.gate.release(probe)
+			log.Info("record no longer pending (dropped or moved by a technician); not uploading it")
+			return false
+		}
+		if err == nil {
+			cur.Attempts = r.Attempts
+			r = cur
 		}
 		res := u.attempt(inflight, r, log)
 		if ctx.Err() != nil && res.Outcome == Transient {
@@ -415,6 +432,11 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		case Counted:
 			u.counted.Add(1)
 			u.healthy()
+			if u.plat.isHeld() {
+				// The hold's probe is answered: the next one goes a
+				// retry_max later (healthy leaves a holding gate closed).
+				u.gate.hold(probe)
+			}
 			r.Attempts++
 			if r.Attempts >= u.opts.MaxErrorAttempts {
 				u.kill(r, fmt.Sprintf("%s (after %d attempts)", reason, r.Attempts), log)
