@@ -366,12 +366,24 @@ func damageRecordPage(t *testing.T, path, xgh string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := bytes.LastIndex(b, []byte(`"xgh":"`+xgh+`"`))
-	if at < 0 {
+	// Every page that holds the record: the live one, and stale copies in
+	// free pages (damaging only the last copy in the file sometimes hit a
+	// free page and left the live one intact).
+	key := []byte(`"xgh":"` + xgh + `"`)
+	found := false
+	for off := 0; ; {
+		i := bytes.Index(b[off:], key)
+		if i < 0 {
+			break
+		}
+		found = true
+		start := (off + i) / 4096 * 4096
+		copy(b[start:start+4096], bytes.Repeat([]byte("garbage!"), 512))
+		off = start + 4096
+	}
+	if !found {
 		t.Fatalf("record %s not in the file", xgh)
 	}
-	start := at / 4096 * 4096
-	copy(b[start:start+4096], bytes.Repeat([]byte("garbage!"), 512))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

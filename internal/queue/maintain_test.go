@@ -132,13 +132,24 @@ func damagePage(tb testing.TB, path, xgh string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	at := bytes.LastIndex(b, []byte(`"xgh":"`+xgh+`"`))
-	if at < 0 {
+	// Every page that holds the record: the live one and any stale copy
+	// in a free page (the last copy in the file is not always the live one).
+	const page = 4096
+	key := []byte(`"xgh":"` + xgh + `"`)
+	found := false
+	for off := 0; ; {
+		i := bytes.Index(b[off:], key)
+		if i < 0 {
+			break
+		}
+		found = true
+		start := (off + i) / page * page
+		copy(b[start:start+page], bytes.Repeat([]byte("garbage!"), page/8))
+		off = start + page
+	}
+	if !found {
 		tb.Fatalf("record %s not in the file", xgh)
 	}
-	const page = 4096
-	start := at / page * page
-	copy(b[start:start+page], bytes.Repeat([]byte("garbage!"), page/8))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		tb.Fatal(err)
 	}
