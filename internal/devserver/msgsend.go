@@ -50,16 +50,7 @@ func (s *Server) serveMsg(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Request method '"+r.Method+"' not supported", http.StatusMethodNotAllowed)
 		return
 	}
-	token := r.URL.Query().Get("access_token")
-	s.mu.Lock()
-	status, why := s.checkTokenLocked(token)
-	if status != 0 {
-		s.stats.BadToken++
-	}
-	s.mu.Unlock()
-	if status != 0 {
-		log.Info("msgsend refused: bad token", keyStatus, status, keyReason, why, keyToken, fingerprint(token))
-		writeJSON(w, status, oauthError{"invalid_grant", "Access token is expired"})
+	if !s.tokenOK(w, r, log, "msgsend refused: bad token") {
 		return
 	}
 	params, status, err := s.readParams(r)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -57,18 +58,7 @@ func (s *Server) serveScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The token is read from the query string only, as the platform
-	// documents; one in the body does not count.
-	token := r.URL.Query().Get("access_token")
-	s.mu.Lock()
-	status, why := s.checkTokenLocked(token)
-	if status != 0 {
-		s.stats.BadToken++
-	}
-	s.mu.Unlock()
-	if status != 0 {
-		log.Info("scan call refused: bad token", keyStatus, status, keyReason, why, keyToken, fingerprint(token))
-		writeJSON(w, status, oauthError{"invalid_grant", "Access token is expired"})
+	if !s.tokenOK(w, r, log, "scan call refused: bad token") {
 		return
 	}
 
@@ -123,6 +113,25 @@ func (s *Server) refuse(classes ...string) {
 }
 
 // checkTokenLocked returns 0 if token is the current, unexpired token, or the
+// tokenOK checks the call's access_token, read from the query string only
+// as the platform documents (one in the body does not count), and answers
+// a bad one as the platform does: 403 with invalid_grant.
+func (s *Server) tokenOK(w http.ResponseWriter, r *http.Request, log *slog.Logger, refused string) bool {
+	token := r.URL.Query().Get("access_token")
+	s.mu.Lock()
+	status, why := s.checkTokenLocked(token)
+	if status != 0 {
+		s.stats.BadToken++
+	}
+	s.mu.Unlock()
+	if status != 0 {
+		log.Info(refused, keyStatus, status, keyReason, why, keyToken, fingerprint(token))
+		writeJSON(w, status, oauthError{"invalid_grant", "Access token is expired"})
+		return false
+	}
+	return true
+}
+
 // status to answer and why.
 func (s *Server) checkTokenLocked(token string) (int, string) {
 	switch {

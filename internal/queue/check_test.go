@@ -347,28 +347,21 @@ func FuzzCheckFile(f *testing.F) {
 // count (0xFFFF, then 1<<24 in the first element) that runs far past the
 // end of the file.
 func overrunFreelist(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := int(binary.LittleEndian.Uint32(b[pageHeader+8:]))
-	m := 0
-	if binary.LittleEndian.Uint64(b[ps+pageHeader+48:]) > binary.LittleEndian.Uint64(b[pageHeader+48:]) {
-		m = 1 // the meta page with the higher txid is current
-	}
-	fl := int(binary.LittleEndian.Uint64(b[m*ps+pageHeader+32:]))
-	at := fl * ps
-	binary.LittleEndian.PutUint16(b[at+10:], 0xFFFF)
-	binary.LittleEndian.PutUint64(b[at+pageHeader:], 1<<24)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editFreelist(t, path, func(page []byte) {
+		binary.LittleEndian.PutUint16(page[10:], 0xFFFF)
+		binary.LittleEndian.PutUint64(page[pageHeader:], 1<<24)
+	})
 }
 
 // emptyFreelist sets the count of the current freelist page to 0: every
 // free page is then reachable from nowhere, one check error each.
 func emptyFreelist(t *testing.T, path string) {
+	editFreelist(t, path, func(page []byte) { binary.LittleEndian.PutUint16(page[10:], 0) })
+}
+
+// editFreelist changes the freelist page of the file's current meta (the
+// meta page with the higher txid) in place.
+func editFreelist(t *testing.T, path string, edit func(page []byte)) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -380,7 +373,7 @@ func emptyFreelist(t *testing.T, path string) {
 		m = 1
 	}
 	fl := int(binary.LittleEndian.Uint64(b[m*ps+pageHeader+32:]))
-	binary.LittleEndian.PutUint16(b[fl*ps+10:], 0)
+	edit(b[fl*ps : (fl+1)*ps])
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
