@@ -457,3 +457,29 @@ func TestSalvageConcurrentOnce(t *testing.T) {
 		}
 	}
 }
+
+// RetryDead's "left" counts the dead records that would move with room, not
+// the unreadable ones, which never move.
+func TestRetryDeadLeftExcludesUnreadable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	mustEnqueue(t, q, "x0")
+	q.Close()
+	damageRecord(t, path, "x0")
+	q = mustOpen(t, path, Options{MaxPending: 2})
+	if _, err := q.Pending(0, 1); err != nil { // moves x0 aside, unreadable
+		t.Fatal(err)
+	}
+	for range 3 {
+		id := mustEnqueue(t, q, "dead")
+		if err := q.Kill(ctx, id, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustEnqueue(t, q, "p1")
+	res, err := q.RetryDead(ctx)
+	if err != nil || res.Retried != 1 || res.Left != 2 {
+		t.Fatalf("RetryDead = %+v, %v; want 1 moved and 2 left (the unreadable record is not left waiting for room)", res, err)
+	}
+}

@@ -364,7 +364,7 @@ func (q *Queue) RetryDead(ctx context.Context) (Retried, error) {
 		moved, err := q.retryTx(tx, nil)
 		res = Retried{Retried: moved}
 		if errors.Is(err, ErrFull) {
-			res.Left = int(counter(tx, metaDeadN))
+			res.Left = retryableDead(tx)
 			if moved > 0 {
 				return nil
 			}
@@ -375,6 +375,19 @@ func (q *Queue) RetryDead(ctx context.Context) (Retried, error) {
 		q.signal()
 	}
 	return res, err
+}
+
+// retryableDead counts the dead records a retry could move: all but the
+// unreadable ones.
+func retryableDead(tx *bolt.Tx) int {
+	n := 0
+	c := tx.Bucket(bucketDead).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if r, err := getRecord(tx, bucketDead, binary.BigEndian.Uint64(k)); err == nil && r.Raw == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // retryTx moves the dead records ids (all when none) back to pending. A
