@@ -352,3 +352,42 @@ func TestJournalReadYourWrites(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
+
+// A delivery still only in the journal when queue.db is quarantined is kept
+// beside the moved file, so salvaging it does not bring the delivered
+// record back (it would be uploaded a second time).
+func TestQuarantineKeepsJournalDeliveries(t *testing.T) {
+	var recs []string
+	for i := range 200 {
+		recs = append(recs, fmt.Sprint("r", i))
+	}
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{})
+	var ids []uint64
+	for _, x := range recs {
+		ids = append(ids, mustEnqueue(t, q, x))
+	}
+	q.Close()
+	// r0 and r1 were delivered, in an entry the file never got.
+	leaveEntry(t, path, &entry{Gen: appliedJournalGen(path) + 1, Del: []uint64{ids[0], ids[1]}})
+	damagePage(t, path, "r100")
+	q, moved, err := OpenOrQuarantine(path, Options{})
+	if err != nil || moved == "" {
+		t.Fatalf("OpenOrQuarantine: %v (moved %q)", err, moved)
+	}
+	defer q.Close()
+	if _, err := Salvage(context.Background(), moved, q); err != nil {
+		t.Fatalf("Salvage: %v", err)
+	}
+	pending, err := q.Pending(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := map[string]bool{}
+	for _, r := range pending {
+		back[r.Xgh] = true
+	}
+	if back["r0"] || back["r1"] || !back["r2"] {
+		t.Fatalf("after salvage r0 %v, r1 %v, r2 %v; want the delivered r0 and r1 not back, r2 back", back["r0"], back["r1"], back["r2"])
+	}
+}

@@ -246,11 +246,36 @@ func OpenOrQuarantine(path string, opts Options) (*Queue, string, error) {
 	// The journal's entry goes into the fresh file, unless the damaged one
 	// says it holds it already (salvage would bring those scans again).
 	opts.journalFloor = appliedJournalGen(moved)
+	keepDeliveries(path, moved, opts.journalFloor)
 	q, err2 := Open(path, opts)
 	if err2 != nil {
 		return nil, moved, err2
 	}
 	return q, moved, nil
+}
+
+// keepDeliveries writes, beside the moved file, the deliveries of a journal
+// entry the moved file does not hold: applied to the fresh file they do
+// nothing, and without them `queue salvage` would bring those delivered
+// records back to be uploaded again. Only the deliveries: the entry's scans
+// go into the fresh file. Best effort: without it, duplicates, never losses.
+func keepDeliveries(path, moved string, floor uint64) {
+	e, ok, err := readJournal(journalPath(path))
+	if err != nil || !ok || e.Gen <= floor || len(e.Del) == 0 {
+		return
+	}
+	f, err := os.OpenFile(journalPath(moved), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return
+	}
+	j := &journal{f: f}
+	if j.write(&entry{Gen: e.Gen, Del: e.Del}) != nil {
+		j.close()
+		os.Remove(journalPath(moved))
+		return
+	}
+	j.close()
+	_ = keepOwner(journalPath(moved))
 }
 
 // moveAside renames path to name, or to name-2, name-3, … when name is
