@@ -90,20 +90,7 @@ func (b *bench) scans(ctx context.Context) error {
 		return err
 	}
 	defer p.stop()
-	acks := make(chan byte, 1<<16)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := p.master.Read(buf)
-			for _, c := range buf[:n] {
-				acks <- c
-			}
-			if err != nil {
-				close(acks)
-				return
-			}
-		}
-	}()
+	acks := acksOf(p)
 
 	// Single scans, one at a time, as people at a till present cards.
 	b.progress("scan → durable: %d single scans, %s apart", b.s.singles, b.s.singleGap)

@@ -13,9 +13,13 @@ import (
 // frame; a watcher that falls behind loses events (counted in Dropped),
 // never slows the reader down. One Tap serves every reader of the agent.
 type Tap struct {
+	// mu guards subs and each watcher's dropped count. publish holds it
+	// while it offers an event (never blocking: a full channel drops), and
+	// cancel holds it while it closes a channel, so no send meets a closed
+	// channel. The readers' goroutines publish; HTTP handlers subscribe.
 	mu    sync.Mutex
 	subs  map[*tapSub]struct{}
-	count atomic.Int32
+	count atomic.Int32 // len(subs), read without mu on every frame
 }
 
 // TapEvent is one event of one reader, as a watcher receives it.

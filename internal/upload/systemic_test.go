@@ -255,17 +255,7 @@ func TestHeldProbeCountedErrorKeepsProbing(t *testing.T) {
 	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
 	waitFor(t, "both workers waiting for the next probe", func() bool { return fake.Waiters() == 2 })
 	phase.Store(1)
-	advanced := 0
-	waitFor(t, "the backlog delivered after the busy probe", func() bool {
-		if r.stats(t).Pending == 0 {
-			return true
-		}
-		if advanced < 20 && fake.Waiters() > 0 {
-			fake.Advance(retryMax)
-			advanced++
-		}
-		return false
-	})
+	drainOnDrivenClock(t, r, fake, retryMax, "the backlog delivered after the busy probe")
 	if s := r.stats(t); s.Dead != 0 || s.Delivered != 3 {
 		t.Fatalf("stats %+v; want 3 delivered, none dead", s)
 	}
@@ -340,17 +330,7 @@ func TestHoldProbesPastTheRefusedRun(t *testing.T) {
 	r.start()
 	plat := r.up.Platform()
 	waitFor(t, "held", func() bool { return plat.Status().State == StateHeld })
-	advanced := 0
-	waitFor(t, "the queue settled", func() bool {
-		if r.stats(t).Pending == 0 {
-			return true
-		}
-		if advanced < 20 && fake.Waiters() > 0 {
-			fake.Advance(retryMax)
-			advanced++
-		}
-		return false
-	})
+	drainOnDrivenClock(t, r, fake, retryMax, "the queue settled")
 	if s := r.stats(t); s.Dead != 3 || s.Delivered != 7 {
 		t.Fatalf("stats %+v; want 3 dead and 7 delivered", s)
 	}
@@ -369,4 +349,21 @@ func TestHoldProbesPastTheRefusedRun(t *testing.T) {
 	if st := plat.Status(); st.State == StateHeld {
 		t.Fatalf("still held: %+v", st)
 	}
+}
+
+// drainOnDrivenClock waits until nothing is pending, advancing the driven
+// clock by retryMax (at most 20 times) whenever a worker waits on it.
+func drainOnDrivenClock(t *testing.T, r *rig, fake *clock.Fake, retryMax time.Duration, what string) {
+	t.Helper()
+	advanced := 0
+	waitFor(t, what, func() bool {
+		if r.stats(t).Pending == 0 {
+			return true
+		}
+		if advanced < 20 && fake.Waiters() > 0 {
+			fake.Advance(retryMax)
+			advanced++
+		}
+		return false
+	})
 }
