@@ -15,14 +15,18 @@ package queue
 //     the writer that found it false (submit, retryApply, Close), and
 //     cleared under omu by stopLeading. The leader alone runs bbolt write
 //     transactions, writes the journal and touches the fields the Queue
-//     marks as the leader's: journal, unapplied, retrying, burnGen. It
-//     hands the lead to the committer goroutine through kick, never drops
-//     it while work or an unapplied journal entry waits (unless an apply
-//     failed: retryApply then takes the lead again later).
-//   - amu guards wrote (the last journal generation written) and settled
-//     (the last one whose apply to bbolt was tried). caughtUp, on amu, is
-//     broadcast when settled grows; view waits on it until settled reaches
-//     the wrote it saw, so a reader sees every write that was confirmed.
+//     marks as the leader's: journal, unapplied, retrying, burnGen and
+//     the hold's fields. It hands the lead to the committer goroutine
+//     through kick, never drops it while work or an unapplied journal
+//     entry waits (unless the entry is held, see journal.go: a timer then
+//     takes the lead to apply it; or an apply failed: retryApply then
+//     takes the lead again later).
+//   - amu guards wrote (the last journal generation written), settled
+//     (the last one whose apply to bbolt was tried) and the held IDs.
+//     caughtUp, on amu, is broadcast when settled grows; view applies a
+//     held entry and waits on it until settled reaches the wrote it saw,
+//     so a reader sees every write that was confirmed. viewPending waits
+//     only for an entry that is not held, and leaves the held IDs out.
 //   - hmu guards health and pendingN (health.go); the changed channel is
 //     signalled after hmu is released.
 //
@@ -57,6 +61,14 @@ type op struct {
 // maxBatch bounds the work taken into one commit.
 const maxBatch = 256
 
+// A held entry of deliveries is applied once it has maxHeld IDs (about
+// 20 KB of journal entry) or is holdFor old (journal.go, "Held
+// deliveries").
+const (
+	maxHeld = 2048
+	holdFor = time.Second
+)
+
 // Group commit without a hand-off when the queue is quiet: the writer that
 // finds nobody committing commits its own work at once, in its own
 // goroutine, together with whatever else is queued by then. Work handed in
@@ -85,7 +97,7 @@ func (q *Queue) lead(own *op) {
 	for {
 		q.omu.Lock()
 		n := min(len(q.queued), maxBatch)
-		if n == 0 && q.unapplied == nil {
+		if n == 0 && q.quiet() {
 			q.stopLeading()
 			return
 		}
@@ -93,7 +105,7 @@ func (q *Queue) lead(own *op) {
 		q.queued = slices.Delete(q.queued, 0, n)
 		q.omu.Unlock()
 		var err error
-		if n == 0 || q.unapplied != nil || !q.commitJournaled(batch) {
+		if n == 0 || q.unapplied != nil && (!q.hold || q.flushDue.Load()) || !q.commitJournaled(batch) {
 			err = q.commit(batch) // with the journal's entry first, if any
 		}
 		if n == 0 && err != nil {
@@ -109,7 +121,7 @@ func (q *Queue) lead(own *op) {
 		}
 		if own != nil && slices.Contains(batch, own) {
 			q.omu.Lock()
-			if len(q.queued) == 0 && q.unapplied == nil {
+			if q.quiet() {
 				q.stopLeading()
 				return
 			}
@@ -120,19 +132,45 @@ func (q *Queue) lead(own *op) {
 	}
 }
 
-// stopLeading gives up the lead; q.omu must be held, and is released.
+// quiet reports whether the leader may stop: nothing queued, and the
+// journal's entry applied or held. q.omu must be held.
+func (q *Queue) quiet() bool {
+	return len(q.queued) == 0 && (q.unapplied == nil || q.hold && !q.flushDue.Load())
+}
+
+// stopLeading gives up the lead; q.omu must be held, and is released. A
+// held entry gets a timer to apply it when its time is up.
 func (q *Queue) stopLeading() {
+	if q.unapplied != nil && q.hold && q.flushArmed.CompareAndSwap(false, true) {
+		q.clock.AfterFunc(max(0, holdFor-q.clock.Now().Sub(q.heldSince)), q.flushHeld)
+	}
 	q.leading = false
 	q.idle.Broadcast()
 	q.omu.Unlock()
 }
 
+// flushHeld is the held entry's timer: it has the entry applied.
+func (q *Queue) flushHeld() {
+	q.flushArmed.Store(false)
+	q.flushDue.Store(true)
+	q.omu.Lock()
+	if q.closed || q.leading {
+		q.omu.Unlock() // the leader applies it at its next turn, or Close does
+		return
+	}
+	q.leading = true
+	q.omu.Unlock()
+	q.lead(nil)
+}
+
 // commitJournaled stores batch with one journal write when every op in it
-// has a journal form, and answers it; the entry is applied to bbolt by the
-// next turn of lead. It reports false, having done nothing, when batch must
-// be a bbolt transaction instead.
+// has a journal form, and answers it. An entry that holds records is
+// applied to bbolt by the next turn of lead; one of deliveries alone is
+// held, and the next entry takes its IDs with its own (journal.go). It
+// reports false, having done nothing, when batch must be a bbolt
+// transaction instead.
 func (q *Queue) commitJournaled(batch []*op) bool {
-	if q.journal == nil {
+	if q.journal == nil || q.unapplied != nil && !q.hold {
 		return false
 	}
 	for _, o := range batch {
@@ -141,17 +179,26 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 		}
 	}
 	var seq, pending uint64
-	var present map[uint64]bool // delivered IDs still pending
+	// The batch's delivered IDs not held already: 1 when pending in
+	// bbolt, 2 once counted off pending, 0 when not pending.
+	var fresh map[uint64]int8
 	if err := protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketPending)
-			seq, pending = b.Sequence(), counter(tx, metaPendingN)
+			seq, pending = b.Sequence(), counter(tx, metaPendingN)-q.heldGone
 			for _, o := range batch {
 				for _, id := range o.ids {
-					if present == nil {
-						present = make(map[uint64]bool)
+					if _, held := q.heldIDs[id]; held {
+						continue
 					}
-					present[id] = b.Get(u64(id)) != nil
+					if fresh == nil {
+						fresh = make(map[uint64]int8)
+					}
+					if b.Get(u64(id)) != nil {
+						fresh[id] = 1
+					} else {
+						fresh[id] = 0
+					}
 				}
 			}
 			return nil
@@ -160,12 +207,16 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 		return false // the transaction reports it
 	}
 	e := &entry{Gen: q.journal.gen + 1}
+	if q.unapplied != nil {
+		e.Del = q.unapplied.Del // appended to: readers keep only the part they read
+	}
+	heldN := len(e.Del)
 	for _, o := range batch {
 		if o.ids != nil {
 			e.Del = append(e.Del, o.ids...)
 			for _, id := range o.ids {
-				if present[id] {
-					present[id] = false
+				if fresh[id] == 1 {
+					fresh[id] = 2
 					pending--
 				}
 			}
@@ -187,7 +238,7 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 			o.err = ErrFull
 		}
 	}
-	if len(e.Enq) > 0 || len(e.Del) > 0 {
+	if len(e.Enq) > 0 || len(e.Del) > heldN {
 		if err := q.journal.write(e); errors.Is(err, errTooBig) {
 			return false
 		} else if err != nil {
@@ -200,9 +251,30 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 			q.closeJournal()
 			return false
 		}
+		now := q.clock.Now()
+		if q.unapplied == nil {
+			q.heldSince = now
+			q.flushDue.Store(false)
+		}
 		q.unapplied = e
+		for id, f := range fresh {
+			if q.heldIDs == nil {
+				q.heldIDs = make(map[uint64]bool)
+			}
+			q.heldIDs[id] = f == 2
+			if f == 2 {
+				q.heldGone++
+			}
+		}
+		q.hold = len(e.Enq) == 0 && len(e.Del) < maxHeld && now.Sub(q.heldSince) < holdFor
 		q.amu.Lock()
 		q.wrote = e.Gen
+		if len(e.Del) > 0 {
+			q.held = e.Del
+		}
+		if q.hold {
+			q.heldGen = e.Gen
+		}
 		q.amu.Unlock()
 		q.noteCommit(pending, nil)
 	}
@@ -247,6 +319,7 @@ func (q *Queue) commit(batch []*op) error {
 		q.burnGen = 0
 	}
 	if e != nil {
+		q.hold = false // applied, or to be retried as soon as may be
 		if err != nil {
 			if !q.retrying {
 				q.retrying = true
@@ -254,6 +327,8 @@ func (q *Queue) commit(batch []*op) error {
 			}
 		} else {
 			q.unapplied = nil
+			q.heldIDs, q.heldGone = nil, 0
+			q.flushDue.Store(false)
 			if q.journal != nil {
 				q.journal.clear()
 			}
@@ -263,6 +338,9 @@ func (q *Queue) commit(batch []*op) error {
 		}
 		q.amu.Lock()
 		q.settled = e.Gen
+		if err == nil {
+			q.held = nil
+		}
 		q.caughtUp.Broadcast()
 		q.amu.Unlock()
 	}
@@ -415,15 +493,42 @@ func (q *Queue) signal() {
 	}
 }
 
-// view reads the queue as its writers left it: it first waits for the
-// journal's entry, if one was just written, to reach bbolt (one commit), so
-// a record Enqueue confirmed is always seen.
+// view reads the queue as its writers left it: it has a held entry applied
+// and waits for the journal's entry, if one was just written, to reach
+// bbolt (one commit), so a record Enqueue or Deliver confirmed is always
+// seen.
 func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
+	q.amu.Lock()
+	held := q.held != nil
+	q.amu.Unlock()
+	if held {
+		// Best effort: when the apply fails the entry stays (and its retry
+		// is scheduled), and this reader sees bbolt as it is.
+		_ = q.write(context.Background(), func(*bolt.Tx) error { return nil })
+	}
 	q.amu.Lock()
 	for wrote := q.wrote; q.settled < wrote; {
 		q.caughtUp.Wait()
 	}
 	q.amu.Unlock()
+	return q.read(fn)
+}
+
+// viewPending is view for the uploader's reads of the pending bucket, which
+// a long drain makes often: it leaves a held entry held, and gives fn the
+// IDs it holds, which are delivered.
+func (q *Queue) viewPending(fn func(tx *bolt.Tx, delivered []uint64) error) error {
+	q.amu.Lock()
+	for wrote := q.wrote; q.settled < wrote && q.heldGen != wrote; {
+		q.caughtUp.Wait()
+	}
+	held := q.held
+	q.amu.Unlock()
+	return q.read(func(tx *bolt.Tx) error { return fn(tx, held) })
+}
+
+// read runs fn in a read transaction.
+func (q *Queue) read(fn func(tx *bolt.Tx) error) error {
 	return protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			err := fn(tx)

@@ -16,30 +16,46 @@ import (
 //
 // A bbolt commit writes its pages and syncs, then writes the meta page and
 // syncs again. The journal is a small preallocated file next to the
-// database (path + "-journal") holding at most one entry: the records of one
-// EnqueueBatch group and the IDs of one Deliver group, written over the
-// start of the file and synced once (an overwrite of allocated blocks,
-// which fdatasync flushes without touching the file's metadata). The
-// callers are answered then; the committer applies the entry to bbolt
-// right after, before it takes any other work, and the bbolt transaction
-// records the entry's generation (meta key journal_gen). So:
+// database (path + "-journal") with two slots; an entry is written over
+// the start of slot Gen%2 and synced once (an overwrite of allocated
+// blocks, which fdatasync flushes without touching the file's metadata).
+// The callers are answered then. The bbolt transaction that applies an
+// entry records its generation (meta key journal_gen). So:
 //
-//   - an entry whose generation is above journal_gen is acknowledged work
-//     bbolt does not hold yet: Open applies it;
-//   - an entry at or below it, or a torn one (bad checksum), is ignored;
-//   - a new entry is written only once the previous one is applied, so the
-//     file never holds anything else that matters.
+//   - the valid entry (checksum good) with the highest generation is the
+//     journal's entry; one whose generation is above journal_gen is
+//     acknowledged work bbolt does not hold yet: Open applies it;
+//   - an entry at or below journal_gen, or a torn one, is ignored;
+//   - a new entry is written only when the previous one is applied, or
+//     when it takes the previous one in whole (held deliveries, below), so
+//     the journal's entry always holds everything acknowledged that bbolt
+//     lacks. A write goes to the other slot than the last one, so a torn
+//     write leaves the previous entry readable.
 //
-// Records in an entry not yet applied are invisible to readers (Pending,
-// List, Stats) for the length of one bbolt commit. When the entry cannot be
-// applied (disk full), it stays in the journal, nothing new is written to
-// it, and every write fails with ErrWrite until an apply succeeds.
+// An entry with records (an EnqueueBatch group) is applied right after its
+// write, before any other work: its records are invisible to readers
+// (Pending, List, Stats) for the length of one bbolt commit.
 //
-// Work that does not fit in the journal, and every other kind of write, is
-// a plain bbolt transaction.
+// Held deliveries. An entry of delivered IDs alone is held back: the next
+// entry takes its IDs with its own, until maxHeld IDs or holdFor have
+// gone by, another kind of write comes, or a reader other than the
+// uploader's looks (view applies it first). A long drain therefore costs
+// a journal sync per group of deliveries and one bbolt commit per few
+// thousand, not one per group: a bbolt commit writes the whole freelist,
+// which grows with every page a drain frees, so a commit per group made
+// the end of a large backlog drain at a fraction of its start rate. The
+// uploader's reads (Pending, PendingRecord) leave out the held IDs.
+//
+// When an entry cannot be applied (disk full), it stays in the journal,
+// nothing new is written to it, and every write fails with ErrWrite until
+// an apply succeeds.
+//
+// Work that does not fit in a slot, and every other kind of write, is a
+// plain bbolt transaction (which applies the journal's entry first).
 
 const (
-	journalSize   = 64 << 10
+	journalSlot   = 64 << 10
+	journalSize   = 2 * journalSlot
 	journalHeader = 20 // magic, generation, length, CRC-32C
 )
 
@@ -69,14 +85,14 @@ type journal struct {
 	f   *os.File
 	gen uint64 // the generation of the last entry written or applied
 	buf []byte
-	// used is how many bytes at the start of the file may hold entry
+	// used is how many bytes at the start of each slot may hold entry
 	// bytes; clear zeroes them, so delivered records do not linger in the
-	// file. Unknown (the whole file) after openJournal.
-	used int
+	// file. Unknown (the whole slot) after openJournal.
+	used [2]int
 }
 
 // journalZeros is what clear writes (never written to).
-var journalZeros = make([]byte, journalSize)
+var journalZeros = make([]byte, journalSlot)
 
 // openJournal opens the journal and reads its entry (ok is false when there
 // is none). The first time, it creates the file and writes its blocks once
@@ -119,7 +135,7 @@ func openJournal(path string, create bool) (j *journal, e entry, ok bool, err er
 		f.Close()
 		return nil, e, ok, nil
 	}
-	return &journal{f: f, buf: make([]byte, 0, journalSize), used: journalSize}, e, ok, nil
+	return &journal{f: f, buf: make([]byte, 0, journalSlot), used: [2]int{journalSlot, journalSlot}}, e, ok, nil
 }
 
 // readJournal reads the entry in the journal at path; ok is false when there
@@ -136,9 +152,25 @@ func readJournal(path string) (e entry, ok bool, err error) {
 	return readEntry(f)
 }
 
-func readEntry(f *os.File) (entry, bool, error) {
+// readEntry returns the journal's entry: the valid one of the two slots
+// with the highest generation. A journal written by a version with one
+// slot has its entry in the first.
+func readEntry(f *os.File) (e entry, ok bool, err error) {
+	for slot := range 2 {
+		s, sok, err := readSlot(f, int64(slot)*journalSlot)
+		if err != nil {
+			return entry{}, false, err
+		}
+		if sok && (!ok || s.Gen > e.Gen) {
+			e, ok = s, true
+		}
+	}
+	return e, ok, nil
+}
+
+func readSlot(f *os.File, off int64) (entry, bool, error) {
 	head := make([]byte, journalHeader)
-	if _, err := f.ReadAt(head, 0); err != nil {
+	if _, err := f.ReadAt(head, off); err != nil {
 		if errors.Is(err, io.EOF) {
 			return entry{}, false, nil
 		}
@@ -149,11 +181,11 @@ func readEntry(f *os.File) (entry, bool, error) {
 	}
 	gen := binary.BigEndian.Uint64(head[4:12])
 	n := binary.BigEndian.Uint32(head[12:16])
-	if n > journalSize-journalHeader {
+	if n > journalSlot-journalHeader {
 		return entry{}, false, nil
 	}
 	body := make([]byte, n)
-	if _, err := f.ReadAt(body, journalHeader); err != nil {
+	if _, err := f.ReadAt(body, off+journalHeader); err != nil {
 		if errors.Is(err, io.EOF) {
 			return entry{}, false, nil
 		}
@@ -174,14 +206,14 @@ func readEntry(f *os.File) (entry, bool, error) {
 	return e, true, nil
 }
 
-// write stores e (its generation set) over the start of the file and syncs.
-// It returns errTooBig, having written nothing, when e does not fit.
+// write stores e (its generation set) over the start of slot e.Gen%2 and
+// syncs. It returns errTooBig, having written nothing, when e does not fit.
 func (j *journal) write(e *entry) error {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	if len(body) > journalSize-journalHeader {
+	if len(body) > journalSlot-journalHeader {
 		return errTooBig
 	}
 	b := append(j.buf[:0], journalMagic...)
@@ -190,8 +222,9 @@ func (j *journal) write(e *entry) error {
 	b = binary.BigEndian.AppendUint32(b, crc32.Update(crc32.Checksum(b[4:16], crcTable), crcTable, body))
 	b = append(b, body...)
 	j.buf = b[:0]
-	j.used = max(j.used, len(b))
-	if _, err := j.f.WriteAt(b, 0); err != nil {
+	slot := e.Gen % 2
+	j.used[slot] = max(j.used[slot], len(b))
+	if _, err := j.f.WriteAt(b, int64(slot)*journalSlot); err != nil {
 		return err
 	}
 	if err := datasync(j.f); err != nil {
@@ -207,8 +240,10 @@ func (j *journal) write(e *entry) error {
 // entry is applied; clearing only keeps a fresh database (after a damaged
 // one was moved aside) from applying it a second time.
 func (j *journal) clear() {
-	if _, err := j.f.WriteAt(journalZeros[:j.used], 0); err == nil {
-		j.used = 0
+	for slot, n := range j.used {
+		if _, err := j.f.WriteAt(journalZeros[:n], int64(slot)*journalSlot); err == nil {
+			j.used[slot] = 0
+		}
 	}
 }
 

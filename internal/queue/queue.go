@@ -107,6 +107,17 @@ type Queue struct {
 	journal   *journal // nil: every write is a bbolt transaction
 	unapplied *entry   // written to the journal, not yet to bbolt
 	retrying  bool     // a retry of a failed apply is scheduled
+	// hold: unapplied holds deliveries alone and may wait (journal.go,
+	// "Held deliveries"), since heldSince. heldIDs are its IDs, true for
+	// those that were pending in bbolt; heldGone counts those.
+	hold      bool
+	heldSince time.Time
+	heldIDs   map[uint64]bool
+	heldGone  uint64
+
+	clock      clock.Clock // for the hold's timer
+	flushDue   atomic.Bool // the held entry is to be applied now
+	flushArmed atomic.Bool // a timer will set flushDue
 
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
@@ -118,6 +129,12 @@ type Queue struct {
 	wrote    uint64    // generation of the last journal entry written
 	settled  uint64    // generation of the last entry whose apply was tried
 	burnGen  uint64    // a generation a failed journal write may have left; see commitJournaled
+	// held are the delivered IDs of the journal's entry while bbolt lacks
+	// them (nil when none); heldGen is the entry's generation while it is
+	// held. The leader only appends to held until the entry is applied, so
+	// a reader may keep the slice it read.
+	held    []uint64
+	heldGen uint64
 
 	hmu      sync.Mutex // guards health and pendingN
 	health   Health
@@ -160,7 +177,7 @@ func Open(path string, opts Options) (q *Queue, err error) {
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
-	q = &Queue{db: db, path: path, opts: opts, now: now,
+	q = &Queue{db: db, path: path, opts: opts, now: now, clock: clock.Or(opts.Clock),
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		changed: make(chan struct{}, 1)}
 	q.idle.L = &q.omu

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -134,9 +135,12 @@ type storedRejection struct {
 func (q *Queue) Pending(after uint64, limit int) ([]Record, error) {
 	var out []Record
 	var bad []uint64
-	err := q.view(func(tx *bolt.Tx) error {
+	err := q.viewPending(func(tx *bolt.Tx, delivered []uint64) error {
 		c := tx.Bucket(bucketPending).Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if slices.Contains(delivered, binary.BigEndian.Uint64(k)) {
+				continue
+			}
 			var r Record
 			if err := json.Unmarshal(v, &r); err != nil {
 				bad = append(bad, binary.BigEndian.Uint64(k))
@@ -158,7 +162,10 @@ func (q *Queue) Pending(after uint64, limit int) ([]Record, error) {
 // ID).
 func (q *Queue) PendingRecord(id uint64) (Record, error) {
 	var r *Record
-	err := q.view(func(tx *bolt.Tx) error {
+	err := q.viewPending(func(tx *bolt.Tx, delivered []uint64) error {
+		if slices.Contains(delivered, id) {
+			return ErrNotFound
+		}
 		var err error
 		r, err = getRecord(tx, bucketPending, id)
 		return err

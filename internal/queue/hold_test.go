@@ -1,0 +1,183 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"scanagent/internal/clock"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// lastTx is the ID of bbolt's last committed transaction: it grows by one
+// per commit.
+func lastTx(t *testing.T, q *Queue) int {
+	t.Helper()
+	var id int
+	if err := q.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func pendingIDs(t *testing.T, q *Queue) []uint64 {
+	t.Helper()
+	recs, err := q.Pending(0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A drain's deliveries share bbolt commits: each group costs a journal sync,
+// and bbolt is written once per maxHeld IDs or holdFor (a bbolt commit
+// writes the whole freelist, which a long drain makes large). Meanwhile the
+// uploader's reads leave the held IDs out, every other read sees them
+// applied, and a crash loses none of them.
+func TestDeliveriesShareCommits(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := mustOpen(t, path, Options{Clock: fake})
+	recs := make([]*Record, 300)
+	for i := range recs {
+		recs[i] = rec("x")
+	}
+	if _, err := q.EnqueueBatch(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, q); len(got) != 300 {
+		t.Fatalf("%d pending; want 300", len(got))
+	}
+	before := lastTx(t, q)
+	for id := uint64(1); id <= 150; id++ {
+		if err := q.Deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := lastTx(t, q) - before; n != 0 {
+		t.Errorf("150 deliveries took %d bbolt commits; want none yet (held in the journal)", n)
+	}
+	q.hmu.Lock()
+	pendingN := q.pendingN
+	q.hmu.Unlock()
+	if pendingN != 150 {
+		t.Errorf("the queue counts %d pending; want 150", pendingN)
+	}
+
+	// The uploader's reads leave the held deliveries out.
+	if got := pendingIDs(t, q); len(got) != 150 || got[0] != 151 {
+		t.Fatalf("Pending while held: %d records from %v; want 150 from 151", len(got), got[:min(len(got), 1)])
+	}
+	if _, err := q.PendingRecord(7); !errors.Is(err, ErrNotFound) {
+		t.Errorf("PendingRecord of a held delivery: %v; want ErrNotFound", err)
+	}
+	if _, err := q.PendingRecord(151); err != nil {
+		t.Errorf("PendingRecord(151): %v", err)
+	}
+
+	// A crash now: the files as they are on disk open with the deliveries.
+	crash := filepath.Join(t.TempDir(), "queue.db")
+	copyFile(t, path, crash)
+	copyFile(t, journalPath(path), journalPath(crash))
+	cq := mustOpen(t, crash, Options{})
+	if s := mustStats(t, cq); s.Pending != 150 || s.Delivered != 150 {
+		t.Errorf("after a crash: %+v; want 150 pending and 150 delivered", s)
+	}
+	if got := pendingIDs(t, cq); len(got) != 150 || got[0] != 151 {
+		t.Errorf("after a crash, pending from %v (%d); want 150 from 151", got[:min(len(got), 1)], len(got))
+	}
+	cq.Close()
+
+	// Time applies the held entry, without a reader asking.
+	fake.Advance(holdFor)
+	if n := lastTx(t, q) - before; n != 1 {
+		t.Errorf("after holdFor: %d bbolt commits; want 1", n)
+	}
+
+	// Any other reader sees every confirmed delivery, applied first.
+	for id := uint64(151); id <= 160; id++ {
+		if err := q.Deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := mustStats(t, q); s.Pending != 140 || s.Delivered != 160 {
+		t.Errorf("Stats: %+v; want 140 pending and 160 delivered", s)
+	}
+	if n := lastTx(t, q) - before; n != 2 {
+		t.Errorf("after Stats: %d bbolt commits; want 2", n)
+	}
+	items, err := q.List(StatePending, 0, 1)
+	if err != nil || len(items) != 1 || items[0].Record.ID != 161 {
+		t.Errorf("List: %v, %v; want 161 first", items, err)
+	}
+
+	// Enough held IDs are applied without waiting, and an enqueue applies
+	// them at once.
+	for id := uint64(161); id <= 300; id++ {
+		if err := q.Deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustEnqueue(t, q, "y")
+	if got := pendingIDs(t, q); !slices.Equal(got, []uint64{301}) {
+		t.Errorf("pending after the enqueue: %v; want [301]", got)
+	}
+	q.Close()
+	q = mustOpen(t, path, Options{})
+	if s := mustStats(t, q); s.Pending != 1 || s.Delivered != 300 {
+		t.Errorf("after a restart: %+v; want 1 pending and 300 delivered", s)
+	}
+}
+
+// A torn write of the next entry leaves the held one readable: the two
+// slots alternate.
+func TestJournalTornWriteKeepsHeldEntry(t *testing.T) {
+	path := crashedWith(t, &entry{Gen: 7, Del: []uint64{1}}, "a", "b", "c")
+	f, err := os.OpenFile(journalPath(path), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entry 8 (1 and 2 delivered) torn: a header whose checksum fails.
+	j := &journal{f: f, buf: make([]byte, 0, journalSlot)}
+	if err := j.write(&entry{Gen: 8, Del: []uint64{1, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, journalHeader+2); err != nil { // slot 8%2 = 0
+		t.Fatal(err)
+	}
+	f.Close()
+	q := mustOpen(t, path, Options{})
+	if got := xghs(t, q); got != "2:b 3:c" {
+		t.Errorf("pending %q; want the held entry 7 applied: 2:b 3:c", got)
+	}
+}
