@@ -153,6 +153,7 @@ type rssWatch struct {
 	done chan struct{}
 	mu   sync.Mutex
 	max  int64
+	last int64
 }
 
 func watchRSS(pid int) *rssWatch {
@@ -164,7 +165,7 @@ func watchRSS(pid int) *rssWatch {
 		for {
 			if rss, _, err := memory(pid); err == nil {
 				w.mu.Lock()
-				w.max = max(w.max, rss)
+				w.max, w.last = max(w.max, rss), rss
 				w.mu.Unlock()
 			}
 			select {
@@ -177,27 +178,37 @@ func watchRSS(pid int) *rssWatch {
 	return w
 }
 
-func (w *rssWatch) end() int64 {
+// end stops the sampling and returns the largest sample and the last.
+func (w *rssWatch) end() (largest, last int64) {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.max
+	return w.max, w.last
+}
+
+// drained is what drainRate measured: the rate, the largest and the last
+// RSS sample, and the start.
+type drained struct {
+	rate            float64
+	maxRSS, lastRSS int64
+	started
 }
 
 // drainRate starts the agent on dir against a loopback platform with no
 // latency at concurrency 8, and measures the rate over count records
 // accepted after the first 1,000, sampling RSS all along. The agent is
 // stopped at the end.
-func (b *bench) drainRate(ctx context.Context, dir string, count int) (rate float64, maxRSS int64, s started, err error) {
+func (b *bench) drainRate(ctx context.Context, dir string, count int) (d drained, err error) {
 	plat, err := startPlatform(0)
 	if err != nil {
-		return 0, 0, s, err
+		return d, err
 	}
 	defer plat.close()
 	p, s, err := b.startOn(ctx, agentConfig{dataDir: dir, baseURL: plat.url, concurrency: 8, maxPending: 2 * max(count, 1_000_000, b.o.scale)})
+	d.started = s
 	if err != nil {
-		return 0, 0, s, err
+		return d, err
 	}
 	defer p.stop()
 	w := watchRSS(p.pid())
@@ -211,10 +222,10 @@ func (b *bench) drainRate(ctx context.Context, dir string, count int) (rate floa
 		select {
 		case <-ctx.Done():
 			w.end()
-			return 0, 0, s, ctx.Err()
+			return d, ctx.Err()
 		case <-p.exited:
 			w.end()
-			return 0, 0, s, fmt.Errorf("the agent exited\n%s", p.log())
+			return d, fmt.Errorf("the agent exited\n%s", p.log())
 		case now := <-tick.C:
 			got := plat.accepted()
 			if from.IsZero() {
@@ -224,12 +235,13 @@ func (b *bench) drainRate(ctx context.Context, dir string, count int) (rate floa
 				continue
 			}
 			if got-fromN >= count {
-				maxRSS = w.end()
-				return float64(got-fromN) / now.Sub(from).Seconds(), maxRSS, s, p.stop()
+				d.maxRSS, d.lastRSS = w.end()
+				d.rate = float64(got-fromN) / now.Sub(from).Seconds()
+				return d, p.stop()
 			}
 			if now.After(deadline) {
 				w.end()
-				return 0, 0, s, fmt.Errorf("%d of %d records accepted in 10 minutes", got-fromN, count)
+				return d, fmt.Errorf("%d of %d records accepted in 10 minutes", got-fromN, count)
 			}
 		}
 	}
@@ -249,12 +261,12 @@ func (b *bench) drainMemory(ctx context.Context) error {
 	if err := b.backlogIn(ctx, dir, n); err != nil {
 		return err
 	}
-	rate, rss, _, err := b.drainRate(ctx, dir, count)
+	d, err := b.drainRate(ctx, dir, count)
 	if err != nil {
 		return err
 	}
-	b.check(fmt.Sprintf("RSS while draining %d of %d pending (max of VmRSS every 50 ms)", count, n), mib(rss), "≤ 40 MB", rss <= 40e6)
-	b.info("  drain rate meanwhile, concurrency 8, latency 0s", fmt.Sprintf("%.0f records/s", rate))
+	b.check(fmt.Sprintf("RSS while draining %d of %d pending (max of VmRSS every 50 ms)", count, n), mib(d.maxRSS), "≤ 40 MB", d.maxRSS <= 40e6)
+	b.info("  drain rate meanwhile, concurrency 8, latency 0s", fmt.Sprintf("%.0f records/s", d.rate))
 	return nil
 }
 
@@ -293,15 +305,15 @@ func (b *bench) scale(ctx context.Context) error {
 		return nil
 	}
 
-	rate0, rss0, s0, err := b.drainRate(ctx, dir, window)
+	d0, err := b.drainRate(ctx, dir, window)
 	if err != nil {
 		return err
 	}
 	b.info("  start (clean stop before): port open / first scan acked", fmt.Sprintf("%s / %s",
-		s0.open.Round(time.Millisecond), s0.firstAck.Round(time.Millisecond)))
-	b.check("  start: peak RSS (VmHWM) at the first ack", mib(s0.peak), "≤ 40 MB", s0.peak <= 40e6)
-	b.info(fmt.Sprintf("  drain rate over the first %d, concurrency 8, latency 0s", window), fmt.Sprintf("%.0f records/s", rate0))
-	b.check("  RSS while draining them (max of VmRSS every 50 ms)", mib(rss0), "≤ 40 MB", rss0 <= 40e6)
+		d0.open.Round(time.Millisecond), d0.firstAck.Round(time.Millisecond)))
+	b.check("  start: peak RSS (VmHWM) at the first ack", mib(d0.peak), "≤ 40 MB", d0.peak <= 40e6)
+	b.info(fmt.Sprintf("  drain rate over the first %d, concurrency 8, latency 0s", window), fmt.Sprintf("%.0f records/s", d0.rate))
+	b.check("  RSS while draining them (max of VmRSS every 50 ms)", mib(d0.maxRSS), "≤ 40 MB", d0.maxRSS <= 40e6)
 	if err := stats("at the start"); err != nil {
 		return err
 	}
@@ -315,16 +327,20 @@ func (b *bench) scale(ctx context.Context) error {
 	if err := stats("at the end"); err != nil {
 		return err
 	}
-	rate1, rss1, s1, err := b.drainRate(ctx, dir, window-2000)
+	d1, err := b.drainRate(ctx, dir, window-2000)
 	if err != nil {
 		return err
 	}
 	b.info("  start at the end of the backlog: port open / first scan acked", fmt.Sprintf("%s / %s",
-		s1.open.Round(time.Millisecond), s1.firstAck.Round(time.Millisecond)))
-	b.info(fmt.Sprintf("  drain rate over the last %d", window), fmt.Sprintf("%.0f records/s", rate1))
-	b.info("  RSS while draining them (max of VmRSS every 50 ms)", mib(rss1))
-	b.check("  drain rate at the end ÷ at the start", fmt.Sprintf("%.2f", rate1/rate0), "≥ 0.8 (no per-record cost growing with the backlog)",
-		rate1 >= 0.8*rate0)
+		d1.open.Round(time.Millisecond), d1.firstAck.Round(time.Millisecond)))
+	b.info(fmt.Sprintf("  drain rate over the last %d", window), fmt.Sprintf("%.0f records/s", d1.rate))
+	b.info("  RSS while draining them (max of VmRSS every 50 ms)", mib(d1.maxRSS))
+	b.check("  drain rate at the end ÷ at the start", fmt.Sprintf("%.2f", d1.rate/d0.rate), "≥ 0.8 (no per-record cost growing with the backlog)",
+		d1.rate >= 0.8*d0.rate)
+	b.check("  RSS when that drain ended (the agent rewrote queue.db once drained)", mib(d1.lastRSS), "≤ 40 MB", d1.lastRSS <= 40e6)
+	if st, err := os.Stat(db); err == nil {
+		b.info("  queue.db when that drain ended (about 1,000 pending)", mib(st.Size()))
+	}
 	return nil
 }
 

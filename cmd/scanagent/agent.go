@@ -110,6 +110,14 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 	dbPath := filepath.Join(cfg.Agent.DataDir, queueFile)
 	q, moved, err := queue.OpenOrQuarantine(dbPath, queue.Options{
 		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Clock: clk,
+		Compacted: func(c queue.Compaction, err error) {
+			if err != nil {
+				log.Warn("rewriting queue.db without the space a drained backlog left failed; it is tried again in 10 minutes, "+
+					"or run `scanagent queue compact` with the agent stopped", "err", err.Error())
+				return
+			}
+			log.Info("queue.db rewritten without the space a drained backlog left", "before_bytes", c.Before, "after_bytes", c.After)
+		},
 	})
 	if errors.Is(err, queue.ErrLocked) {
 		return nil, fmt.Errorf("%w\nanother scanagent already runs with data_dir %s (two agents would fight over the scanners): "+

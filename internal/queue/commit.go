@@ -292,6 +292,7 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 func (q *Queue) commit(batch []*op) error {
 	e := q.unapplied
 	var pending uint64
+	var size int64
 	err := protect(func() error {
 		return q.db.Update(func(tx *bolt.Tx) error {
 			if e != nil {
@@ -307,7 +308,7 @@ func (q *Queue) commit(batch []*op) error {
 			for _, o := range batch {
 				o.err = o.fn(tx)
 			}
-			pending = counter(tx, metaPendingN)
+			pending, size = counter(tx, metaPendingN), tx.Size()
 			return nil
 		})
 	})
@@ -349,6 +350,9 @@ func (q *Queue) commit(batch []*op) error {
 			o.err = err
 		}
 		close(o.done)
+	}
+	if err == nil && q.unapplied == nil {
+		q.maybeCompact(size)
 	}
 	return err
 }
@@ -529,6 +533,8 @@ func (q *Queue) viewPending(fn func(tx *bolt.Tx, delivered []uint64) error) erro
 
 // read runs fn in a read transaction.
 func (q *Queue) read(fn func(tx *bolt.Tx) error) error {
+	q.dbmu.RLock()
+	defer q.dbmu.RUnlock()
 	return protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			err := fn(tx)

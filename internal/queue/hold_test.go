@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,5 +180,177 @@ func TestJournalTornWriteKeepsHeldEntry(t *testing.T) {
 	q := mustOpen(t, path, Options{})
 	if got := xghs(t, q); got != "2:b 3:c" {
 		t.Errorf("pending %q; want the held entry 7 applied: 2:b 3:c", got)
+	}
+}
+
+// Once a backlog has drained out of a big file, the queue rewrites the
+// file without its free pages, while it runs: everything kept is kept,
+// the new file is the one locked, and reads go on meanwhile.
+func TestDrainedFileCompacts(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	var got []Compaction
+	q := mustOpen(t, path, Options{KeepDelivered: 3, compactMinFree: 1 << 20, compactMaxLive: 256 << 10,
+		Compacted: func(c Compaction, err error) {
+			if err != nil {
+				t.Errorf("compaction failed: %v", err)
+			}
+			got = append(got, c)
+		}})
+	if err := q.SaveToken(ctx, Token{AccessToken: "tok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Reject(ctx, &Rejection{Reader: "r1", Raw: []byte("junk"), Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*Record, 6000)
+	for i := range recs {
+		recs[i] = rec("x")
+		recs[i].Name = string(make([]byte, 60)) // about 400 bytes a record
+	}
+	for i := 0; i < len(recs); i += 500 {
+		if _, err := q.EnqueueBatch(ctx, recs[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Kill(ctx, 1, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A reader goes on while the file is swapped (the race detector
+	// watches).
+	stop := make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				read <- nil
+				return
+			default:
+			}
+			if _, err := q.Pending(0, 10); err != nil {
+				read <- err
+				return
+			}
+		}
+	}()
+	for id := uint64(2); id < 5992; id += 10 { // 2 to 5991
+		ids := []uint64{id, id + 1, id + 2, id + 3, id + 4, id + 5, id + 6, id + 7, id + 8, id + 9}
+		if err := q.Deliver(ctx, ids...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := mustStats(t, q) // applies the held deliveries: the commit that compacts
+	close(stop)
+	if err := <-read; err != nil {
+		t.Fatalf("reading while compacting: %v", err)
+	}
+	if len(got) != 1 || got[0].Before != before.Size() || got[0].After >= got[0].Before/4 {
+		t.Fatalf("compactions %+v; want one from %d bytes to under a quarter", got, before.Size())
+	}
+	after, err := os.Stat(path)
+	if err != nil || after.Size() != got[0].After {
+		t.Fatalf("file now %v, %v; want %d bytes", after, err, got[0].After)
+	}
+	if _, err := os.Stat(path + ".compact-tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the copy is left: %v", err)
+	}
+	if s.Pending != 9 || s.Dead != 1 || s.Rejected != 1 || s.Delivered != 5990 {
+		t.Errorf("stats after the compaction: %+v", s)
+	}
+	if ids := pendingIDs(t, q); len(ids) != 9 || ids[0] != 5992 {
+		t.Errorf("pending %v; want 5992..6000", ids)
+	}
+	if tok, err := q.LoadToken(); err != nil || tok.AccessToken != "tok" {
+		t.Errorf("token %+v, %v", tok, err)
+	}
+	if items, err := q.List(StateDelivered, 0, 0); err != nil || len(items) != 3 {
+		t.Errorf("delivered history %d, %v; want 3", len(items), err)
+	}
+
+	// The new file is the one in use and locked.
+	if _, err := Open(path, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Errorf("a second Open: %v; want ErrLocked", err)
+	}
+	id := mustEnqueue(t, q, "new")
+	if id != 6001 {
+		t.Errorf("the next record got ID %d; want 6001 (the sequence kept)", id)
+	}
+	if err := q.Deliver(ctx, 5992); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q = mustOpen(t, path, Options{})
+	if s := mustStats(t, q); s.Pending != 9 || s.Delivered != 5991 {
+		t.Errorf("after a restart: %+v", s)
+	}
+}
+
+// A rewrite that fails leaves the old file in use, and is tried again
+// compactRetry later, not at every commit.
+func TestCompactFailureKeepsOldFile(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	path := filepath.Join(t.TempDir(), "queue.db")
+	var mu sync.Mutex
+	var errs []error
+	var q *Queue
+	tried := func() []error {
+		// The compaction follows the commit that answers a write: the
+		// next write comes after it.
+		for range 2 {
+			if err := q.write(ctx, func(*bolt.Tx) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(errs)
+	}
+	q = mustOpen(t, path, Options{Clock: fake, compactMinFree: 1 << 20, compactMaxLive: 256 << 10,
+		Compacted: func(c Compaction, err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}})
+	// The copy cannot be made: a non-empty directory has its name.
+	if err := os.MkdirAll(filepath.Join(path+".compact-tmp", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*Record, 500)
+	for i := range recs {
+		recs[i] = rec("x")
+		recs[i].Name = string(make([]byte, 60))
+	}
+	for range 12 {
+		if _, err := q.EnqueueBatch(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := uint64(1); id <= 5990; id += 10 {
+		if err := q.Deliver(ctx, id, id+1, id+2, id+3, id+4, id+5, id+6, id+7, id+8, id+9); err != nil {
+			t.Fatal(err)
+		}
+		mustStats(t, q) // a commit each time
+	}
+	if errs := tried(); len(errs) != 1 || errs[0] == nil {
+		t.Fatalf("compactions tried: %v; want one failure", errs)
+	}
+	if s := mustStats(t, q); s.Pending != 10 {
+		t.Errorf("after the failure: %+v", s)
+	}
+	os.RemoveAll(path + ".compact-tmp")
+	fake.Advance(compactRetry)
+	mustEnqueue(t, q, "y")
+	if errs := tried(); len(errs) != 2 || errs[1] != nil {
+		t.Fatalf("compactions tried: %v; want a success after compactRetry", errs)
+	}
+	if ids := pendingIDs(t, q); len(ids) != 11 || ids[0] != 5991 || ids[10] != 6001 {
+		t.Errorf("pending %v", ids)
 	}
 }

@@ -80,6 +80,13 @@ type Options struct {
 	NoNewJournal bool
 	Now          func() time.Time // nil = Clock.Now
 	Clock        clock.Clock      // nil = the system clock
+	// Compacted, if set, is told of every rewrite the queue makes of its
+	// file once a backlog has drained out of it (compact.go,
+	// maybeCompact), or of the rewrite's failure.
+	Compacted func(Compaction, error)
+
+	// The bounds of that rewrite (tests); 0 = the defaults.
+	compactMinFree, compactMaxLive int64
 
 	// journalFloor: journal generations up to this one were applied to a
 	// database that OpenOrQuarantine moved aside.
@@ -88,6 +95,7 @@ type Options struct {
 
 // Queue is an open queue database.
 type Queue struct {
+	dbmu sync.RWMutex // guards db: read holds it; the leader swaps db when it compacts the file
 	db   *bolt.DB
 	path string
 	opts Options
@@ -115,9 +123,10 @@ type Queue struct {
 	heldIDs   map[uint64]bool
 	heldGone  uint64
 
-	clock      clock.Clock // for the hold's timer
-	flushDue   atomic.Bool // the held entry is to be applied now
-	flushArmed atomic.Bool // a timer will set flushDue
+	clock        clock.Clock // for the hold's timer
+	compactAfter time.Time   // no automatic compaction before (one failed)
+	flushDue     atomic.Bool // the held entry is to be applied now
+	flushArmed   atomic.Bool // a timer will set flushDue
 
 	journaled int // ReadOnly: records in a journal entry not yet applied
 
@@ -176,6 +185,9 @@ func Open(path string, opts Options) (q *Queue, err error) {
 			db.Close()
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
+		// A copy left by a compaction that did not finish (ours, holding
+		// the lock now, is not running).
+		_ = os.Remove(path + ".compact-tmp")
 	}
 	q = &Queue{db: db, path: path, opts: opts, now: now, clock: clock.Or(opts.Clock),
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}),
