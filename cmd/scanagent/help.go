@@ -44,6 +44,7 @@ var helpEntries = []helpEntry{
 		details:  "CSV cells that start with = + - @ are prefixed with ' so a spreadsheet shows them as text; --bom (on by default on Windows) lets Excel read Chinese names.",
 		examples: []string{"scanagent queue export --dead --format csv --output dead.csv", "scanagent queue export --rejected --format csv --bom=false > rejected.csv"}},
 	{name: "queue compact", summary: "shrink queue.db (only while the agent is stopped)",
+		details:  "On Linux the running agent does this by itself once a large backlog has drained (at least 64 MB free, at most 16 MB in use); run it by hand on Windows, or to shrink a file with more in use.",
 		examples: []string{"sudo systemctl stop scanagent && sudo scanagent queue compact && sudo systemctl start scanagent"}},
 	{name: "queue salvage", synopsis: "FILE", summary: "copy the readable records of a damaged queue file into the queue",
 		examples: []string{"sudo scanagent queue salvage /var/lib/scanagent/queue.db.corrupt-20260102T030405Z"}},
