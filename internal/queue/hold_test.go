@@ -354,3 +354,29 @@ func TestCompactFailureKeepsOldFile(t *testing.T) {
 		t.Errorf("pending %v", ids)
 	}
 }
+
+// Held deliveries make room under MaxPending at once, and are counted off
+// pending once, however often they are delivered again.
+func TestHeldDeliveriesMakeRoom(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{MaxPending: 10})
+	for range 10 {
+		mustEnqueue(t, q, "x")
+	}
+	if err := q.Enqueue(ctx, rec("over")); !errors.Is(err, ErrFull) {
+		t.Fatalf("the 11th: %v; want ErrFull", err)
+	}
+	for _, ids := range [][]uint64{{1, 2}, {2, 3}, {3}, {99}} { // 2 and 3 twice, 99 never pending
+		if err := q.Deliver(ctx, ids...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := []*Record{rec("a"), rec("b"), rec("c"), rec("d")}
+	n, err := q.EnqueueBatch(ctx, recs)
+	if n != 3 || !errors.Is(err, ErrFull) {
+		t.Fatalf("EnqueueBatch after 3 held deliveries: %d, %v; want 3 stored and ErrFull", n, err)
+	}
+	if s := mustStats(t, q); s.Pending != 10 || s.Delivered != 3 {
+		t.Errorf("stats %+v; want 10 pending, 3 delivered", s)
+	}
+}
