@@ -95,6 +95,11 @@ func (q *Queue) commitLoop() {
 // same transaction as the next batch (commit).
 func (q *Queue) lead(own *op) {
 	for {
+		if own == nil && q.compactDue {
+			// In the committer, so that no writer's own call waits for it.
+			q.compactDue = false
+			q.compactNow()
+		}
 		q.omu.Lock()
 		n := min(len(q.queued), maxBatch)
 		if n == 0 && q.quiet() {
@@ -135,7 +140,7 @@ func (q *Queue) lead(own *op) {
 // quiet reports whether the leader may stop: nothing queued, and the
 // journal's entry applied or held. q.omu must be held.
 func (q *Queue) quiet() bool {
-	return len(q.queued) == 0 && (q.unapplied == nil || q.hold && !q.flushDue.Load())
+	return len(q.queued) == 0 && (q.unapplied == nil || q.hold && !q.flushDue.Load()) && !q.compactDue
 }
 
 // stopLeading gives up the lead; q.omu must be held, and is released. A
@@ -245,9 +250,14 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 			// The entry may be in the file all the same (a failed sync),
 			// and must never be applied: the bbolt transaction that now
 			// stores the batch records its generation as applied. The
-			// journal is not used again until the next Open.
+			// journal is not used again until the next Open. A held
+			// entry stays in its slot: its deliveries were acknowledged,
+			// and bbolt may fail to take them too.
 			q.burnGen = e.Gen
-			q.journal.clear()
+			q.journal.clearSlot(e.Gen)
+			if q.unapplied == nil {
+				q.journal.clear()
+			}
 			q.closeJournal()
 			return false
 		}
@@ -352,7 +362,7 @@ func (q *Queue) commit(batch []*op) error {
 		close(o.done)
 	}
 	if err == nil && q.unapplied == nil {
-		q.maybeCompact(size)
+		q.compactDue = q.shouldCompact(size)
 	}
 	return err
 }
@@ -503,7 +513,7 @@ func (q *Queue) signal() {
 // seen.
 func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	q.amu.Lock()
-	held := q.held != nil
+	wrote, held := q.wrote, q.held != nil
 	q.amu.Unlock()
 	if held {
 		// Best effort: when the apply fails the entry stays (and its retry
@@ -511,7 +521,7 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 		_ = q.write(context.Background(), func(*bolt.Tx) error { return nil })
 	}
 	q.amu.Lock()
-	for wrote := q.wrote; q.settled < wrote; {
+	for q.settled < wrote {
 		q.caughtUp.Wait()
 	}
 	q.amu.Unlock()

@@ -173,26 +173,35 @@ const (
 	compactLiveTxMaxSize = 1 << 20
 )
 
-// maybeCompact rewrites the file without its free pages when a drained
-// backlog left it mostly free; size is its size as of the last commit. A
-// bbolt file never shrinks by itself, and each commit writes the list of
-// its free pages and keeps it in memory: after 10,000,000 records drained,
-// 6 MB written per commit and about 90 MB of the agent's memory, until
-// `queue compact`, which needs the agent stopped. The leader calls it
-// after a commit, with no journal entry waiting, so nothing is written
-// meanwhile: writers wait for the copy.
+// shouldCompact reports whether the file, size bytes as of the last
+// commit, is to be rewritten without its free pages: a drained backlog left
+// it mostly free. A bbolt file never shrinks by itself, and each commit
+// writes the list of its free pages and keeps it in memory: after
+// 10,000,000 records drained, 6 MB written per commit and about 90 MB of
+// the agent's memory, until `queue compact`, which needs the agent
+// stopped. The leader calls it after a commit with no journal entry
+// waiting; the committer goroutine then compacts (compactNow) before it
+// takes more work, so writers wait for the copy, not for each other.
 //
 // Not on Windows, which cannot rename over an open file: there `queue
 // compact` (with the agent stopped) does it.
-func (q *Queue) maybeCompact(size int64) {
+func (q *Queue) shouldCompact(size int64) bool {
 	minFree, maxLive := cmp.Or(q.opts.compactMinFree, defaultCompactMinFree), cmp.Or(q.opts.compactMaxLive, defaultCompactMaxLive)
 	if runtime.GOOS == "windows" || size < minFree || q.clock.Now().Before(q.compactAfter) {
-		return
+		return false
 	}
 	st := q.db.Stats()
 	free := int64(st.FreePageN+st.PendingPageN) * int64(q.db.Info().PageSize)
-	if free < minFree || size-free > maxLive {
-		return
+	return free >= minFree && size-free <= maxLive
+}
+
+// compactNow rewrites the file and tells Options.Compacted, which must not
+// call the queue (it runs in the leader). A failure is tried again
+// compactRetry later.
+func (q *Queue) compactNow() {
+	var size int64
+	if fi, err := os.Stat(q.path); err == nil {
+		size = fi.Size()
 	}
 	c, err := q.compactInPlace(size)
 	if err != nil {
@@ -209,9 +218,6 @@ func (q *Queue) maybeCompact(size int64) {
 // leaves the old file or the new one. On failure the old file stays in use.
 func (q *Queue) compactInPlace(size int64) (c Compaction, err error) {
 	c.Before = size
-	if fi, err := os.Stat(q.path); err == nil {
-		c.Before = fi.Size()
-	}
 	tmp := q.path + ".compact-tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return c, fmt.Errorf("compact: %w", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -183,10 +184,25 @@ func TestJournalTornWriteKeepsHeldEntry(t *testing.T) {
 	}
 }
 
+// settle returns once the committer has done what it had to do, a
+// compaction included. The first write may share the commit that makes a
+// compaction due; the committer takes the second only after compacting.
+func settle(t *testing.T, q *Queue) {
+	t.Helper()
+	for range 2 {
+		if err := q.write(context.Background(), func(*bolt.Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Once a backlog has drained out of a big file, the queue rewrites the
 // file without its free pages, while it runs: everything kept is kept,
 // the new file is the one locked, and reads go on meanwhile.
 func TestDrainedFileCompacts(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the agent does not compact its file on Windows")
+	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "queue.db")
 	var got []Compaction
@@ -245,7 +261,9 @@ func TestDrainedFileCompacts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := mustStats(t, q) // applies the held deliveries: the commit that compacts
+	mustStats(t, q) // applies the held deliveries: the commit after which the committer compacts
+	settle(t, q)
+	s := mustStats(t, q)
 	close(stop)
 	if err := <-read; err != nil {
 		t.Fatalf("reading while compacting: %v", err)
@@ -294,6 +312,9 @@ func TestDrainedFileCompacts(t *testing.T) {
 // A rewrite that fails leaves the old file in use, and is tried again
 // compactRetry later, not at every commit.
 func TestCompactFailureKeepsOldFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the agent does not compact its file on Windows")
+	}
 	ctx := context.Background()
 	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "queue.db")
@@ -301,13 +322,7 @@ func TestCompactFailureKeepsOldFile(t *testing.T) {
 	var errs []error
 	var q *Queue
 	tried := func() []error {
-		// The compaction follows the commit that answers a write: the
-		// next write comes after it.
-		for range 2 {
-			if err := q.write(ctx, func(*bolt.Tx) error { return nil }); err != nil {
-				t.Fatal(err)
-			}
-		}
+		settle(t, q)
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(errs)

@@ -240,10 +240,16 @@ func (j *journal) write(e *entry) error {
 // entry is applied; clearing only keeps a fresh database (after a damaged
 // one was moved aside) from applying it a second time.
 func (j *journal) clear() {
-	for slot, n := range j.used {
-		if _, err := j.f.WriteAt(journalZeros[:n], int64(slot)*journalSlot); err == nil {
-			j.used[slot] = 0
-		}
+	for slot := range j.used {
+		j.clearSlot(uint64(slot))
+	}
+}
+
+// clearSlot zeroes the slot of generation gen.
+func (j *journal) clearSlot(gen uint64) {
+	slot := gen % 2
+	if _, err := j.f.WriteAt(journalZeros[:j.used[slot]], int64(slot)*journalSlot); err == nil {
+		j.used[slot] = 0
 	}
 }
 

@@ -125,6 +125,7 @@ type Queue struct {
 
 	clock        clock.Clock // for the hold's timer
 	compactAfter time.Time   // no automatic compaction before (one failed)
+	compactDue   bool        // the committer compacts the file before more work
 	flushDue     atomic.Bool // the held entry is to be applied now
 	flushArmed   atomic.Bool // a timer will set flushDue
 
@@ -255,6 +256,7 @@ func (q *Queue) openJournal() error {
 	q.journal = j
 	if ok && e.Gen > applied {
 		q.unapplied = &e
+		q.held = e.Del // left out of the uploader's reads until applied
 		// An entry that cannot be applied yet (a full disk) stays in the
 		// journal and is retried; writes fail until it is applied.
 		err := q.apply()
