@@ -57,14 +57,16 @@ func (r realTimer) Reset(d time.Duration) bool { return r.t.Reset(d) }
 // process's own start, on the monotonic clock.
 var (
 	processStart = time.Now()
-	processID    = func() string {
+	// processID is drawn on first use: where the system names its boot
+	// (Linux), it is never needed.
+	processID = sync.OnceValue(func() string {
 		var b [8]byte
 		rand.Read(b[:])
 		return "process-" + hex.EncodeToString(b[:])
-	}()
+	})
 )
 
-func processClock() (string, time.Duration) { return processID, time.Since(processStart) }
+func processClock() (string, time.Duration) { return processID(), time.Since(processStart) }
 
 // Or returns c, or System when c is nil.
 func Or(c Clock) Clock {

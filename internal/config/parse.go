@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -219,7 +220,8 @@ func (d *decoder) fields(mirror, dst reflect.Value, table toml.Key, tablePath st
 	}
 }
 
-var lineRE = regexp.MustCompile(`^toml: line (\d+)`)
+// lineRE is compiled on first use: only an error needs it.
+var lineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^toml: line (\d+)`) })
 
 // add records a decoding problem at path, taking the line from err when the
 // scanner did not find the key (err's line is wrong for all but the last
@@ -232,7 +234,7 @@ func (d *decoder) add(path string, err error, msg string) {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			p.Line = pe.Position.Line
-		} else if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+		} else if m := lineRE().FindStringSubmatch(err.Error()); m != nil {
 			p.Line, _ = strconv.Atoi(m[1])
 		}
 	}
@@ -345,7 +347,10 @@ func lineAt(text string, n int) string {
 	return lines[n-1]
 }
 
-var keyValueRE = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=\s*(.*?)\s*(?:#.*)?$`)
+// keyValueRE is compiled on first use: only a syntax error needs it.
+var keyValueRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=\s*(.*?)\s*(?:#.*)?$`)
+})
 
 // syntaxHint names the key of the line a TOML syntax error is on and adds
 // the fix for the mistakes technicians make: a Windows path in double
@@ -353,7 +358,7 @@ var keyValueRE = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=\s*(.*?)\s*(?:#.*)?
 // curled, a sub-table before its [[reader]].
 func syntaxHint(line, msg string) (key, hinted string) {
 	var val string
-	if m := keyValueRE.FindStringSubmatch(line); m != nil {
+	if m := keyValueRE().FindStringSubmatch(line); m != nil {
 		key, val = m[1], m[2]
 	}
 	switch {

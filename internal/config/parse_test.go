@@ -428,3 +428,15 @@ user_types = { "1" = "学生", "2" = "教师" }
 		t.Errorf("got\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 	}
 }
+
+// lineRE is compiled on first use, so a test must compile it: it takes the
+// line from toml's decoding errors ("toml: line N (last key ...): ...").
+func TestLineREReadsTomlErrorLine(t *testing.T) {
+	m := lineRE().FindStringSubmatch(`toml: line 12 (last key "agent.log_max_size"): 99999999999 is out of range for int`)
+	if m == nil || m[1] != "12" {
+		t.Fatalf("lineRE on a toml error = %q, want line 12", m)
+	}
+	if m := lineRE().FindStringSubmatch(`toml: (last key "agent"): incompatible types`); m != nil {
+		t.Fatalf("lineRE on an error without a line = %q, want no match", m)
+	}
+}

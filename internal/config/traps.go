@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -174,7 +175,7 @@ func lastKey(path string) string {
 	return path
 }
 
-var comPortRE = regexp.MustCompile(`^(?i)(?:\\\\\.\\)?com([0-9]+)$`)
+var comPortRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?i)(?:\\\\\.\\)?com([0-9]+)$`) })
 
 // port checks a reader's port against the system it runs on.
 func (v *validator) port(path, port string) {
@@ -188,7 +189,7 @@ func (v *validator) port(path, port string) {
 		}
 		return
 	}
-	if m := comPortRE.FindStringSubmatch(p); m != nil {
+	if m := comPortRE().FindStringSubmatch(p); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		guess := "/dev/ttyUSB0"
 		if n >= 1 {

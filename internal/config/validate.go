@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // timezone must load on a Windows PC without Go installed
 
@@ -109,9 +110,11 @@ func (v *validator) agent() {
 	}
 }
 
+// The patterns of the validation are compiled on first use, so that a
+// configuration that does not need one does not keep it in memory.
 var (
-	mobileRE = regexp.MustCompile(`^\+?[0-9][0-9 -]{4,18}[0-9]$`)
-	emailRE  = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	mobileRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\+?[0-9][0-9 -]{4,18}[0-9]$`) })
+	emailRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`) })
 )
 
 func (v *validator) alerts() {
@@ -130,13 +133,13 @@ func (v *validator) alerts() {
 		if a.Enabled() {
 			v.add("alerts.message_to", `is empty; message_type "1" (SMS) needs the mobile number to text, e.g. "13800000000"`)
 		}
-	case a.MessageType == "1" && !mobileRE.MatchString(to):
+	case a.MessageType == "1" && !mobileRE().MatchString(to):
 		v.add("alerts.message_to", "is %q, not a mobile number; message_type \"1\" (SMS) needs one, e.g. \"13800000000\"", a.MessageTo)
 	case a.MessageType == "4" && to == "":
 		if a.Enabled() {
 			v.add("alerts.message_to", `is empty; message_type "4" (e-mail) needs the address to write to, e.g. "it@example.edu.cn"`)
 		}
-	case a.MessageType == "4" && !emailRE.MatchString(to):
+	case a.MessageType == "4" && !emailRE().MatchString(to):
 		v.add("alerts.message_to", "is %q, not an e-mail address; message_type \"4\" (e-mail) needs one, e.g. \"it@example.edu.cn\"", a.MessageTo)
 	}
 	for _, d := range []struct {
@@ -247,7 +250,7 @@ func (v *validator) queue() {
 	}
 }
 
-var usbPortRE = regexp.MustCompile(`^(?i)usb:[0-9a-f]{4}:[0-9a-f]{4}(:.*)?$`)
+var usbPortRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?i)usb:[0-9a-f]{4}:[0-9a-f]{4}(:.*)?$`) })
 
 func (v *validator) readers() {
 	if len(v.c.Readers) == 0 {
@@ -271,7 +274,7 @@ func (v *validator) readers() {
 		switch j, dup := ports[port]; {
 		case strings.TrimSpace(r.Port) == "":
 			v.add(at+"port", `is empty; set the serial port, e.g. "/dev/ttyUSB0", "COM3" or "usb:VID:PID"`)
-		case strings.HasPrefix(port, "usb:") && !usbPortRE.MatchString(r.Port):
+		case strings.HasPrefix(port, "usb:") && !usbPortRE().MatchString(r.Port):
 			v.add(at+"port", `is %q; write a USB device as "usb:VID:PID" or "usb:VID:PID:SERIAL" with 4 hex digits each, e.g. "usb:1a86:7523" (see scanagent ports)`, r.Port)
 		case dup:
 			v.add(at+"port", "%q is also the port of %s; each port can have one reader", r.Port, readerPath(j))

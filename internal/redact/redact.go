@@ -17,12 +17,20 @@ import (
 // Mask replaces a secret.
 const Mask = "REDACTED"
 
-var tokenParam = regexp.MustCompile(`(?i)((?:access_token|client_secret|token)(?:"\s*:\s*"|=))[^&\s"']*`)
+// tokenParam is an access token or client secret as a URL or form parameter
+// or a JSON string member. Both patterns are compiled on first use: the
+// text they clean is that of errors and refusals, which an agent at work
+// may never meet.
+var tokenParam = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)((?:access_token|client_secret|token)(?:"\s*:\s*"|=))[^&\s"']*`)
+})
 
 // personalParam is a personal field of the upload form (idCard, name, xgh)
 // as a URL or form parameter or a JSON string member; the key must not be
 // the tail of a longer name (termName is kept).
-var personalParam = regexp.MustCompile(`(?i)((?:^|[^a-z0-9_])"?(?:idCard|name|xgh)(?:"\s*:\s*"|=))[^&\s"']*`)
+var personalParam = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)((?:^|[^a-z0-9_])"?(?:idCard|name|xgh)(?:"\s*:\s*"|=))[^&\s"']*`)
+})
 
 // Redactor remembers secret values to strip from any text.
 type Redactor struct {
@@ -53,8 +61,8 @@ func (r *Redactor) Add(secrets ...string) {
 // by Mask, and possible ID numbers masked (IDNumbers). A nil Redactor does
 // all but the registered secrets.
 func (r *Redactor) String(s string) string {
-	s = tokenParam.ReplaceAllString(s, "${1}"+Mask)
-	s = personalParam.ReplaceAllString(s, "${1}"+Mask)
+	s = tokenParam().ReplaceAllString(s, "${1}"+Mask)
+	s = personalParam().ReplaceAllString(s, "${1}"+Mask)
 	if r != nil {
 		r.mu.RLock()
 		for sec := range r.secrets {

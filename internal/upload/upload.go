@@ -402,14 +402,17 @@ func (u *Uploader) deliver(ctx, inflight context.Context, r queue.Record) (relea
 		if ctx.Err() != nil && res.Outcome == Transient {
 			return false // shutting down: the record stays pending
 		}
-		reason := u.opts.Redactor.String(res.Reason)
-		switch res.Outcome {
-		case Delivered:
+		if res.Outcome == Delivered {
 			u.delivered.Add(1)
 			u.healthy()
 			u.resume()
 			u.forget(ctx, r, log)
 			return false
+		}
+		// Only the other outcomes show their reason, so only they pay for
+		// its redaction (a delivered record's is "success").
+		reason := u.opts.Redactor.String(res.Reason)
+		switch res.Outcome {
 		case Systemic:
 			u.held.Add(1)
 			u.healthy()
