@@ -4,9 +4,9 @@ package queue
 // the writer that finds nobody committing becomes the leader and commits in
 // its own goroutine (lead); see the comment above commitLoop.
 //
-// Locking rules. Three mutexes, two condition variables; no goroutine ever
-// holds two of the mutexes at once, and none is held during a bbolt
-// transaction, a journal write or a sync:
+// Locking rules. Four mutexes, two condition variables; no goroutine ever
+// holds two of the mutexes at once, and none but dbmu's read lock is held
+// during a bbolt transaction, a journal write or a sync:
 //
 //   - omu guards queued (ops handed in, not yet taken), leading (a
 //     goroutine is the leader) and closed. idle, on omu, is broadcast when
@@ -15,8 +15,8 @@ package queue
 //     the writer that found it false (submit, retryApply, Close), and
 //     cleared under omu by stopLeading. The leader alone runs bbolt write
 //     transactions, writes the journal and touches the fields the Queue
-//     marks as the leader's: journal, unapplied, retrying, burnGen and
-//     the hold's fields. It hands the lead to the committer goroutine
+//     marks as the leader's: journal, unapplied, retrying, burnGen,
+//     the hold's fields and the compaction's. It hands the lead to the committer goroutine
 //     through kick, never drops it while work or an unapplied journal
 //     entry waits (unless the entry is held, see journal.go: a timer then
 //     takes the lead to apply it; or an apply failed: retryApply then
@@ -29,6 +29,11 @@ package queue
 //     only for an entry that is not held, and leaves the held IDs out.
 //   - hmu guards health and pendingN (health.go); the changed channel is
 //     signalled after hmu is released.
+//   - dbmu guards the db field: read holds its read lock for the length of
+//     a read transaction; the leader, which alone writes and so needs no
+//     lock to use db, takes it to swap in a compacted file (compact.go).
+//     The leader does that with no read lock of its own held, and a read
+//     never waits for the leader while it holds dbmu.
 //
 // Channels: wake (a pending record was added; for the uploader), kick (the
 // lead passes to the committer goroutine), done (closed when it ends).
@@ -91,8 +96,10 @@ func (q *Queue) commitLoop() {
 
 // lead commits queued work until own is done (nil: until nothing is
 // queued). The caller must have set q.leading. A journal entry is written
-// only when the previous one is applied; a waiting entry is applied in the
-// same transaction as the next batch (commit).
+// only when the previous one is applied, or held (and then taken in whole
+// into the new one); a waiting entry is applied in the same transaction as
+// the next batch (commit). The committer (own nil) also compacts the file
+// when a commit made that due.
 func (q *Queue) lead(own *op) {
 	for {
 		if own == nil && q.compactDue {

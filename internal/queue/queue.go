@@ -1,28 +1,30 @@
 // Package queue is scanagent's durable offline queue: one bbolt file holding
 // the pending scan records, the dead letters, the rejected frames, the
-// delivered total and the platform token, with a one-entry journal in front
+// delivered total and the platform token, with a two-slot journal in front
 // of it for the two hot writes (journal.go).
 //
 // Writes are group commits, one at a time: the writer that finds nobody
 // committing commits in its own goroutine, taking along whatever other work
 // is queued by then (see lead). Enqueues and deliveries are made durable
-// with one journal sync and applied to bbolt right after; every other write
-// is a bbolt transaction. A record is durable when Enqueue returns nil; a
+// with one journal sync; enqueues are applied to bbolt right after,
+// deliveries in groups (held, see journal.go); every other write is a
+// bbolt transaction. A record is durable when Enqueue returns nil; a
 // write that fails (disk full, file size limit, I/O error) is reported to
 // every caller in it as ErrWrite and stored nothing. Health tells whether
 // the queue is full or its last write failed. The queue returns errors and
 // never logs; a panic inside bbolt (a damaged file) is turned into
 // ErrCorrupt.
 //
-// Maintenance works on files, not on an open Queue: Compact rewrites a file
-// without its free pages (agent stopped), Salvage copies the readable
-// records of a damaged file into a live Queue.
+// Maintenance: Compact rewrites a file without its free pages (agent
+// stopped); an open Queue also rewrites its own file once a backlog has
+// drained out of it (compact.go, shouldCompact). Salvage copies the
+// readable records of a damaged file into a live Queue.
 //
 // The files, by job:
 //   - queue.go: Options, the Queue, Open and Close;
 //   - commit.go: the commit engine (group commit, the leader, the journal's
 //     apply, readers waiting for it), with its locking rules;
-//   - journal.go: the one-entry journal file;
+//   - journal.go: the journal file (two slots) and held deliveries;
 //   - record.go: the types (Record, Rejection, Item, State, Ref: 12 or r12);
 //   - records.go: what each operation does to the buckets, and the rules of
 //     the technician's commands (what may be retried, dropped, paged, shown);
