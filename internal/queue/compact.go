@@ -91,20 +91,8 @@ func compact(path string, lockTimeout time.Duration, closeFirst bool, beforeRepl
 	if err := keepOwner(tmp); err != nil {
 		return c, fmt.Errorf("compact: %w", err)
 	}
-	if err := protect(func() error { return bolt.Compact(dst, src, compactTxMaxSize) }); err != nil {
+	if err := copyInto(dst, src, compactTxMaxSize, srcCounts); err != nil {
 		return c, fmt.Errorf("compact %s: %w", path, err)
-	}
-	dstCounts, err := bucketCounts(dst, false)
-	if err != nil {
-		return c, fmt.Errorf("compact: check the copy: %w", err)
-	}
-	for name, n := range srcCounts {
-		if dstCounts[name] != n {
-			return c, fmt.Errorf("compact: the copy of bucket %s has %+v, the original %+v; the original is left as it was", name, dstCounts[name], n)
-		}
-	}
-	if err := dst.Sync(); err != nil {
-		return c, fmt.Errorf("compact: sync %s: %w", tmp, err)
 	}
 	if err := dst.Close(); err != nil {
 		return c, fmt.Errorf("compact: close %s: %w", tmp, err)
@@ -133,6 +121,29 @@ func compact(path string, lockTimeout time.Duration, closeFirst bool, beforeRepl
 		c.After = fi.Size()
 	}
 	return c, nil
+}
+
+// copyInto copies src into dst (opened with NoSync) in transactions of at
+// most txMaxSize bytes, checks that every top-level bucket of the copy has
+// the key count and sequence srcCounts says, and syncs dst. The original
+// is left as it was.
+func copyInto(dst, src *bolt.DB, txMaxSize int64, srcCounts map[string]bucketCount) error {
+	if err := protect(func() error { return bolt.Compact(dst, src, txMaxSize) }); err != nil {
+		return err
+	}
+	dstCounts, err := bucketCounts(dst, false)
+	if err != nil {
+		return fmt.Errorf("check the copy: %w", err)
+	}
+	for name, n := range srcCounts {
+		if dstCounts[name] != n {
+			return fmt.Errorf("the copy of bucket %s has %+v, the original %+v; the original is left as it was", name, dstCounts[name], n)
+		}
+	}
+	if err := dst.Sync(); err != nil {
+		return fmt.Errorf("sync the copy: %w", err)
+	}
+	return nil
 }
 
 type bucketCount struct {
@@ -236,26 +247,14 @@ func (q *Queue) compactInPlace(size int64) (c Compaction, err error) {
 	if err := keepOwner(tmp); err != nil {
 		return c, fmt.Errorf("compact: %w", err)
 	}
-	if err := protect(func() error { return bolt.Compact(dst, q.db, compactLiveTxMaxSize) }); err != nil {
-		return c, fmt.Errorf("compact: %w", err)
-	}
 	srcCounts, err := bucketCounts(q.db, false)
 	if err != nil {
 		return c, fmt.Errorf("compact: %w", err)
 	}
-	dstCounts, err := bucketCounts(dst, false)
-	if err != nil {
-		return c, fmt.Errorf("compact: check the copy: %w", err)
-	}
-	for name, n := range srcCounts {
-		if dstCounts[name] != n {
-			return c, fmt.Errorf("compact: the copy of bucket %s has %+v, the original %+v", name, dstCounts[name], n)
-		}
+	if err := copyInto(dst, q.db, compactLiveTxMaxSize, srcCounts); err != nil {
+		return c, fmt.Errorf("compact %s: %w", q.path, err)
 	}
 	dst.NoSync = false
-	if err := dst.Sync(); err != nil {
-		return c, fmt.Errorf("compact: sync %s: %w", tmp, err)
-	}
 	if err := os.Rename(tmp, q.path); err != nil {
 		return c, fmt.Errorf("compact: replace %s: %w", q.path, err)
 	}
