@@ -15,12 +15,12 @@ package queue
 //     the writer that found it false (submit, retryApply, Close), and
 //     cleared under omu by stopLeading. The leader alone runs bbolt write
 //     transactions, writes the journal and touches the fields the Queue
-//     marks as the leader's: journal, unapplied, retrying, burnGen,
-//     the hold's fields and the compaction's. It hands the lead to the committer goroutine
-//     through kick, never drops it while work or an unapplied journal
-//     entry waits (unless the entry is held, see journal.go: a timer then
-//     takes the lead to apply it; or an apply failed: retryApply then
-//     takes the lead again later).
+//     marks as the leader's: journal, unapplied, retrying, burnGen, the
+//     hold's fields and the compaction's. It hands the lead to the
+//     committer goroutine through kick, never drops it while work or an
+//     unapplied journal entry waits (unless the entry is held, see
+//     journal.go: a timer then takes the lead to apply it; or an apply
+//     failed: retryApply then takes the lead again later).
 //   - amu guards wrote (the last journal generation written), settled
 //     (the last one whose apply to bbolt was tried) and the held IDs.
 //     caughtUp, on amu, is broadcast when settled grows; view applies a
