@@ -519,10 +519,18 @@ func (q *Queue) signal() {
 // bbolt (one commit), so a record Enqueue or Deliver confirmed is always
 // seen.
 func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
+	return q.viewHeld(func(tx *bolt.Tx, _ []uint64) error { return fn(tx) })
+}
+
+// viewHeld is view for the readers of the pending bucket: fn also gets the
+// IDs of a journal entry that could not be applied (a full disk, or a
+// read-only open after a crash), which are delivered although bbolt still
+// holds them.
+func (q *Queue) viewHeld(fn func(tx *bolt.Tx, delivered []uint64) error) error {
 	q.amu.Lock()
-	wrote, held := q.wrote, q.held != nil
+	wrote, held := q.wrote, q.held
 	q.amu.Unlock()
-	if held {
+	if held != nil {
 		// Best effort: when the apply fails the entry stays (and its retry
 		// is scheduled), and this reader sees bbolt as it is.
 		_ = q.write(context.Background(), func(*bolt.Tx) error { return nil })
@@ -531,8 +539,9 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	for q.settled < wrote {
 		q.caughtUp.Wait()
 	}
+	held = q.held
 	q.amu.Unlock()
-	return q.read(fn)
+	return q.read(func(tx *bolt.Tx) error { return fn(tx, held) })
 }
 
 // viewPending is view for the uploader's reads of the pending bucket, which

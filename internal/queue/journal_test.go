@@ -68,15 +68,24 @@ func xghs(t *testing.T, q *Queue) string {
 }
 
 // An entry left by a crash is applied at the next Open, once; read-only
-// opens count its records without applying them.
+// opens count its records and its deliveries without applying them.
 func TestJournalEntryAppliedAtOpen(t *testing.T) {
 	// Acknowledged before the crash: c and d stored, a delivered.
 	path := crashedWith(t, &entry{Gen: 100, Enq: []journalItem{journalRec(t, 3, "c"), journalRec(t, 4, "d")}, Del: []uint64{1}},
 		"a", "b")
 
 	ro := mustOpen(t, path, Options{ReadOnly: true})
-	if s := mustStats(t, ro); s.Journaled != 2 || s.Pending != 2 {
-		t.Fatalf("read-only stats = %+v; want 2 pending and 2 journaled", s)
+	if s := mustStats(t, ro); s.Journaled != 2 || s.Pending != 1 || s.Delivered != 1 {
+		t.Fatalf("read-only stats = %+v; want 1 pending (b), 1 delivered (a) and 2 journaled (c, d)", s)
+	}
+	if got := xghs(t, ro); got != "2:b" {
+		t.Fatalf("read-only pending = %q; want 2:b", got)
+	}
+	if items, err := ro.List(StatePending, 0, 0); err != nil || len(items) != 1 || items[0].Record.ID != 2 {
+		t.Fatalf("read-only list = %v, %v; want b alone", items, err)
+	}
+	if _, err := ro.Find(Ref{N: 1}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read-only find of the delivered a: %v; want ErrNotFound", err)
 	}
 	ro.Close()
 

@@ -245,6 +245,7 @@ func (q *Queue) openJournal() error {
 		e, ok, err := readJournal(path)
 		if ok && e.Gen > applied {
 			q.journaled = len(e.Enq)
+			q.held = e.Del // delivered: left out of the pending records and counted as delivered
 		}
 		return err
 	}

@@ -490,8 +490,11 @@ func (q *Queue) DropOne(ctx context.Context, ref Ref) (State, error) {
 // in pending, dead or delivered.
 func (q *Queue) Find(ref Ref) (Item, error) {
 	var it Item
-	err := q.view(func(tx *bolt.Tx) error {
+	err := q.viewHeld(func(tx *bolt.Tx, delivered []uint64) error {
 		st, v := locate(tx, ref)
+		if st == StatePending && slices.Contains(delivered, ref.N) {
+			v = nil
+		}
 		if v == nil {
 			return fmt.Errorf("%s: %w", ref.Noun(), ErrNotFound)
 		}
@@ -534,7 +537,7 @@ type Stats struct {
 // Stats reads the counters and the oldest pending record's scan time.
 func (q *Queue) Stats() (Stats, error) {
 	s := Stats{Journaled: q.journaled}
-	err := q.view(func(tx *bolt.Tx) error {
+	err := q.viewHeld(func(tx *bolt.Tx, delivered []uint64) error {
 		s.Pending = counter(tx, metaPendingN)
 		s.Dead = counter(tx, metaDeadN)
 		s.Rejected = counter(tx, metaRejectedN)
@@ -543,8 +546,19 @@ func (q *Queue) Stats() (Stats, error) {
 		if b == nil {
 			return nil
 		}
+		gone := map[uint64]bool{}
+		for _, id := range delivered {
+			if b.Get(u64(id)) != nil {
+				gone[id] = true
+			}
+		}
+		s.Pending -= min(s.Pending, uint64(len(gone)))
+		s.Delivered += uint64(len(gone))
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if gone[binary.BigEndian.Uint64(k)] {
+				continue
+			}
 			var r Record
 			if json.Unmarshal(v, &r) != nil {
 				continue // moved aside by the next Pending
@@ -563,13 +577,16 @@ func (q *Queue) Stats() (Stats, error) {
 func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 	bucket, _ := stateBucket(state)
 	var out []Item
-	err := q.view(func(tx *bolt.Tx) error {
+	err := q.viewHeld(func(tx *bolt.Tx, delivered []uint64) error {
 		b := tx.Bucket(bucket)
 		if b == nil {
 			return nil
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+			if state == StatePending && slices.Contains(delivered, binary.BigEndian.Uint64(k)) {
+				continue
+			}
 			out = append(out, decodeItem(state, k, v))
 		}
 		return nil
