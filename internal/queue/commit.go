@@ -197,7 +197,7 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 	if err := protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketPending)
-			seq, pending = b.Sequence(), counter(tx, metaPendingN)-q.heldGone
+			seq, pending = b.Sequence(), counter(tx, metaPendingN)-uint64(len(q.heldIDs))
 			for _, o := range batch {
 				for _, id := range o.ids {
 					if _, held := q.heldIDs[id]; held {
@@ -223,13 +223,17 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 		e.Del = q.unapplied.Del // appended to: readers keep only the part they read
 	}
 	heldN := len(e.Del)
+	seq0 := seq
 	for _, o := range batch {
 		if o.ids != nil {
-			e.Del = append(e.Del, o.ids...)
+			// Only IDs pending in bbolt, or given by this batch: an ID
+			// not given yet must not delete the record that gets it
+			// while this entry is held.
 			for _, id := range o.ids {
-				if fresh[id] == 1 {
+				if fresh[id] == 1 || fresh[id] == 0 && id > seq0 && id <= seq {
 					fresh[id] = 2
 					pending--
+					e.Del = append(e.Del, id)
 				}
 			}
 			continue
@@ -275,13 +279,13 @@ func (q *Queue) commitJournaled(batch []*op) bool {
 		}
 		q.unapplied = e
 		for id, f := range fresh {
+			if f != 2 {
+				continue // not pending: neither journaled nor held
+			}
 			if q.heldIDs == nil {
-				q.heldIDs = make(map[uint64]bool)
+				q.heldIDs = make(map[uint64]struct{})
 			}
-			q.heldIDs[id] = f == 2
-			if f == 2 {
-				q.heldGone++
-			}
+			q.heldIDs[id] = struct{}{}
 		}
 		q.hold = len(e.Enq) == 0 && len(e.Del) < maxHeld && now.Sub(q.heldSince) < holdFor
 		q.amu.Lock()
@@ -345,7 +349,7 @@ func (q *Queue) commit(batch []*op) error {
 			}
 		} else {
 			q.unapplied = nil
-			q.heldIDs, q.heldGone = nil, 0
+			q.heldIDs = nil
 			q.flushDue.Store(false)
 			if q.journal != nil {
 				q.journal.clear()
@@ -374,12 +378,13 @@ func (q *Queue) commit(batch []*op) error {
 	return err
 }
 
-// apply moves the journal's entry, if any, into bbolt.
+// apply moves the journal's entry, if any, into bbolt, and records the
+// generation of a journal write that failed (burnGen) if no commit has.
 func (q *Queue) apply() error {
-	if q.unapplied == nil {
+	if q.unapplied == nil && q.burnGen == 0 {
 		return nil
 	}
-	return q.commit(nil)
+	return q.commit(nil) // which also records a failed write's generation
 }
 
 // retryApply takes the lead, when nobody has it, to apply the journal.

@@ -374,7 +374,8 @@ func TestCompactFailureKeepsOldFile(t *testing.T) {
 // pending once, however often they are delivered again.
 func TestHeldDeliveriesMakeRoom(t *testing.T) {
 	ctx := context.Background()
-	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{MaxPending: 10})
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)) // the deliveries stay held
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{MaxPending: 10, Clock: fake})
 	for range 10 {
 		mustEnqueue(t, q, "x")
 	}
@@ -393,5 +394,55 @@ func TestHeldDeliveriesMakeRoom(t *testing.T) {
 	}
 	if s := mustStats(t, q); s.Pending != 10 || s.Delivered != 3 {
 		t.Errorf("stats %+v; want 10 pending, 3 delivered", s)
+	}
+}
+
+// A delivered ID that is not pending is not held: the next record given
+// that ID must not be deleted with it, nor hidden from readers.
+func TestHeldDeliveryOfAnUnusedID(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{Clock: fake})
+	mustEnqueue(t, q, "a") // 1
+	mustStats(t, q)
+	if err := q.Deliver(ctx, 1, 2); err != nil { // 2 is not given yet
+		t.Fatal(err)
+	}
+	if id := mustEnqueue(t, q, "b"); id != 2 {
+		t.Fatalf("b got ID %d; want 2", id)
+	}
+	if _, err := q.PendingRecord(2); err != nil {
+		t.Errorf("the acknowledged record 2 is gone: %v", err)
+	}
+	if s := mustStats(t, q); s.Pending != 1 || s.Delivered != 1 {
+		t.Errorf("stats %+v; want 1 pending (b) and 1 delivered (a)", s)
+	}
+}
+
+// maxHeld deliveries are applied at once, without waiting for holdFor.
+func TestMaxHeldApplies(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{Clock: fake})
+	recs := make([]*Record, maxHeld+10)
+	for i := range recs {
+		recs[i] = rec("x")
+	}
+	if _, err := q.EnqueueBatch(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	mustStats(t, q)
+	before := lastTx(t, q)
+	for id := uint64(1); id <= maxHeld; id += 8 {
+		if err := q.Deliver(ctx, id, id+1, id+2, id+3, id+4, id+5, id+6, id+7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The uploader's read waits only for an entry that is not held.
+	if ids := pendingIDs(t, q); len(ids) != 10 || ids[0] != maxHeld+1 {
+		t.Errorf("pending %d from %v; want 10 from %d", len(ids), ids[:min(1, len(ids))], maxHeld+1)
+	}
+	if n := lastTx(t, q) - before; n != 1 {
+		t.Errorf("%d deliveries took %d bbolt commits; want 1 (the entry applied at maxHeld IDs)", maxHeld, n)
 	}
 }

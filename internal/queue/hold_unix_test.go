@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"scanagent/internal/clock"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 const heldFailEnv = "SCANAGENT_TEST_HELD_FAIL_DB"
@@ -85,4 +87,80 @@ func heldFailChild(path string) {
 	}
 	fmt.Println("deliver 2:", q.Deliver(ctx, 2))
 	os.Exit(0) // dies without Close
+}
+
+const burnEnv = "SCANAGENT_TEST_BURN_DB"
+
+// A journal write that failed may have left its entry whole in the file (a
+// failed sync): its generation must be recorded as applied before the queue
+// closes, or a later Open would apply scans that were answered with an
+// error. The child fails a journal write and the bbolt commit after it,
+// lifts the limit and closes without any other write.
+func TestFailedJournalGenerationRecordedAtClose(t *testing.T) {
+	if path := os.Getenv(burnEnv); path != "" {
+		burnChild(path)
+		return
+	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary; -short skips subprocess tests")
+	}
+	path := filepath.Join(t.TempDir(), "queue.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFailedJournalGenerationRecordedAtClose$")
+	cmd.Env = append(os.Environ(), burnEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	var burnt uint64
+	for _, line := range strings.Split(string(out), "\n") {
+		fmt.Sscanf(line, "burnt %d", &burnt)
+	}
+	if err != nil || burnt == 0 || !strings.Contains(string(out), "enqueue: queue database write failed") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	q := mustOpen(t, path, Options{ReadOnly: true})
+	var applied uint64
+	if err := q.view(func(tx *bolt.Tx) error { applied = counter(tx, metaJournalGen); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if applied < burnt {
+		t.Errorf("journal_gen %d after Close; want at least the failed write's %d\nchild:\n%s", applied, burnt, out)
+	}
+}
+
+func burnChild(path string) {
+	signal.Ignore(syscall.SIGXFSZ)
+	ctx := context.Background()
+	q, err := Open(path, Options{Clock: clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	for i := range 40 { // a file well past 64 KiB
+		recs := make([]*Record, 50)
+		for j := range recs {
+			recs[j] = rec(fmt.Sprint(i*50 + j))
+			recs[j].Name = strings.Repeat("n", 60)
+		}
+		if _, err := q.EnqueueBatch(ctx, recs); err != nil {
+			fmt.Println("enqueue:", err)
+			os.Exit(1)
+		}
+	}
+	q.Stats()
+	if q.journal.gen%2 == 1 { // so that the next entry goes to slot 1, past 64 KiB
+		q.Enqueue(ctx, rec("parity"))
+		q.Stats()
+	}
+	var old syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: journalSlot, Max: old.Max}); err != nil {
+		fmt.Println("setrlimit:", err)
+		os.Exit(1)
+	}
+	fmt.Println("enqueue:", q.Enqueue(ctx, rec("refused")))
+	fmt.Println("burnt", q.burnGen)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		fmt.Println("setrlimit:", err)
+		os.Exit(1)
+	}
+	fmt.Println("close:", q.Close())
+	os.Exit(0)
 }

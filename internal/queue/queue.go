@@ -118,12 +118,11 @@ type Queue struct {
 	unapplied *entry   // written to the journal, not yet to bbolt
 	retrying  bool     // a retry of a failed apply is scheduled
 	// hold: unapplied holds deliveries alone and may wait (journal.go,
-	// "Held deliveries"), since heldSince. heldIDs are its IDs, true for
-	// those that were pending in bbolt; heldGone counts those.
+	// "Held deliveries"), since heldSince. heldIDs are the delivered IDs
+	// of unapplied, each pending in bbolt when it was journaled.
 	hold      bool
 	heldSince time.Time
-	heldIDs   map[uint64]bool
-	heldGone  uint64
+	heldIDs   map[uint64]struct{}
 
 	clock        clock.Clock // for the hold's timer
 	compactAfter time.Time   // no automatic compaction before (one failed)

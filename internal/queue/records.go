@@ -582,9 +582,16 @@ func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 		if b == nil {
 			return nil
 		}
+		var gone map[uint64]bool // a listing may be long: a set, not a scan of delivered per record
+		if state == StatePending && len(delivered) > 0 {
+			gone = make(map[uint64]bool, len(delivered))
+			for _, id := range delivered {
+				gone[id] = true
+			}
+		}
 		c := b.Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-			if state == StatePending && slices.Contains(delivered, binary.BigEndian.Uint64(k)) {
+			if gone[binary.BigEndian.Uint64(k)] {
 				continue
 			}
 			out = append(out, decodeItem(state, k, v))
