@@ -56,7 +56,11 @@ func TestSystemicHoldProbesOncePerRetryMax(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		fake.Advance(retryMax)
 		waitFor(t, "one probe", func() bool { return calls.Load() == before+int64(i) })
-		waitFor(t, "the probe answered", func() bool { return fake.Waiters() > 0 && plat.Status().State == StateHeld })
+		// Answered: the refusal has put the next probe retry_max ahead
+		// (before that, an Advance could fire a timer set for this one).
+		waitFor(t, "the probe answered", func() bool {
+			return r.up.gate.nextTry().After(fake.Now()) && fake.Waiters() > 0 && plat.Status().State == StateHeld
+		})
 		if n := calls.Load(); n != before+int64(i) {
 			t.Fatalf("after %d retry_max: %d calls, want %d (one probe each)", i, n, before+int64(i))
 		}
