@@ -172,7 +172,7 @@ func bucketCounts(db *bolt.DB, check bool) (map[string]bucketCount, error) {
 }
 
 // The agent rewrites its own file once a backlog has drained out of a big
-// one (maybeCompact): at least defaultCompactMinFree bytes free, and at
+// one (shouldCompact): at least defaultCompactMinFree bytes free, and at
 // most defaultCompactMaxLive in use, so the copy, which holds up writes, is
 // short (about 0.1 s per 16 MB on a VM's disk).
 const (
@@ -210,11 +210,7 @@ func (q *Queue) shouldCompact(size int64) bool {
 // call the queue (it runs in the leader). A failure is tried again
 // compactRetry later.
 func (q *Queue) compactNow() {
-	var size int64
-	if fi, err := os.Stat(q.path); err == nil {
-		size = fi.Size()
-	}
-	c, err := q.compactInPlace(size)
+	c, err := q.compactInPlace()
 	if err != nil {
 		q.compactAfter = q.clock.Now().Add(compactRetry)
 	}
@@ -227,8 +223,10 @@ func (q *Queue) compactNow() {
 // so locked) first, renames the copy over path and swaps it in: path is
 // always a whole file, locked by this queue, and a crash at any point
 // leaves the old file or the new one. On failure the old file stays in use.
-func (q *Queue) compactInPlace(size int64) (c Compaction, err error) {
-	c.Before = size
+func (q *Queue) compactInPlace() (c Compaction, err error) {
+	if fi, err := os.Stat(q.path); err == nil {
+		c.Before = fi.Size()
+	}
 	tmp := q.path + ".compact-tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return c, fmt.Errorf("compact: %w", err)

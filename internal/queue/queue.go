@@ -84,7 +84,8 @@ type Options struct {
 	Clock        clock.Clock      // nil = the system clock
 	// Compacted, if set, is told of every rewrite the queue makes of its
 	// file once a backlog has drained out of it (compact.go,
-	// maybeCompact), or of the rewrite's failure.
+	// shouldCompact), or of the rewrite's failure. It runs in the leader
+	// and must not call the queue.
 	Compacted func(Compaction, error)
 
 	// The bounds of that rewrite (tests); 0 = the defaults.

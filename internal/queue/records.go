@@ -546,10 +546,10 @@ func (q *Queue) Stats() (Stats, error) {
 		if b == nil {
 			return nil
 		}
-		gone := map[uint64]bool{}
-		for _, id := range delivered {
-			if b.Get(u64(id)) != nil {
-				gone[id] = true
+		gone := idSet(delivered)
+		for id := range gone {
+			if b.Get(u64(id)) == nil {
+				delete(gone, id)
 			}
 		}
 		s.Pending -= min(s.Pending, uint64(len(gone)))
@@ -582,12 +582,9 @@ func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 		if b == nil {
 			return nil
 		}
-		var gone map[uint64]bool // a listing may be long: a set, not a scan of delivered per record
-		if state == StatePending && len(delivered) > 0 {
-			gone = make(map[uint64]bool, len(delivered))
-			for _, id := range delivered {
-				gone[id] = true
-			}
+		var gone map[uint64]bool
+		if state == StatePending {
+			gone = idSet(delivered)
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
@@ -599,6 +596,16 @@ func (q *Queue) List(state State, after uint64, limit int) ([]Item, error) {
 		return nil
 	})
 	return out, err
+}
+
+// idSet is the delivered IDs a reader was given (viewHeld) as a set: a
+// listing may be long, so it looks each key up rather than scanning them.
+func idSet(ids []uint64) map[uint64]bool {
+	set := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
 }
 
 // Listing pages: the default and the largest limit of one page.
