@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,30 +26,25 @@ func TestWriteFailureIsReported(t *testing.T) {
 		fsizeChild(path)
 		return
 	}
-	if testing.Short() {
-		t.Skip("re-executes the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
-	}
 	path := filepath.Join(t.TempDir(), "queue.db")
 	q := mustOpen(t, path, Options{})
 	mustEnqueue(t, q, "before")
 	q.Close()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureIsReported$")
-	cmd.Env = append(os.Environ(), fsizeEnv+"="+path)
-	out, err := cmd.CombinedOutput()
+	out, err := runChild(t, fsizeEnv, path)
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	var stored int
 	var failure string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		fmt.Sscanf(line, "stored %d", &stored)
 		if s, ok := strings.CutPrefix(line, "failed: "); ok {
 			failure = s
 		}
 	}
-	if stored == 0 || !strings.Contains(failure, "write failed") || !strings.Contains(string(out), "health: write_failed") ||
-		!strings.Contains(string(out), "recovered") {
+	if stored == 0 || !strings.Contains(failure, "write failed") || !strings.Contains(out, "health: write_failed") ||
+		!strings.Contains(out, "recovered") {
 		t.Fatalf("child output:\n%s", out)
 	}
 	t.Logf("child:\n%s", out)

@@ -19,6 +19,37 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// runChild runs the test binary again for t alone, with env set to path,
+// and returns what it printed: for a child that sets process-wide limits
+// (RLIMIT_FSIZE) or dies without closing the queue. The test itself runs
+// the child's side when it finds env set.
+func runChild(t *testing.T, env, path string) (string, error) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("re-executes the test binary; -short skips subprocess tests (under qemu it cannot be exec'ed directly)")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// fillPast64K stores 2,000 records in the child's queue, a file well past
+// 64 KiB, or exits.
+func fillPast64K(ctx context.Context, q *Queue) {
+	for i := range 40 {
+		recs := make([]*Record, 50)
+		for j := range recs {
+			recs[j] = rec(fmt.Sprint(i*50 + j))
+			recs[j].Name = strings.Repeat("n", 60)
+		}
+		if _, err := q.EnqueueBatch(ctx, recs); err != nil {
+			fmt.Println("enqueue:", err)
+			os.Exit(1)
+		}
+	}
+}
+
 const heldFailEnv = "SCANAGENT_TEST_HELD_FAIL_DB"
 
 // A journal write that fails while deliveries are held must not take the
@@ -32,14 +63,9 @@ func TestFailedJournalWriteKeepsHeldEntry(t *testing.T) {
 		heldFailChild(path)
 		return
 	}
-	if testing.Short() {
-		t.Skip("re-executes the test binary; -short skips subprocess tests")
-	}
 	path := filepath.Join(t.TempDir(), "queue.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFailedJournalWriteKeepsHeldEntry$")
-	cmd.Env = append(os.Environ(), heldFailEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "delivered 1") || !strings.Contains(string(out), "deliver 2: queue database write failed") {
+	out, err := runChild(t, heldFailEnv, path)
+	if err != nil || !strings.Contains(out, "delivered 1") || !strings.Contains(out, "deliver 2: queue database write failed") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	q := mustOpen(t, path, Options{})
@@ -59,17 +85,7 @@ func heldFailChild(path string) {
 		fmt.Println("open:", err)
 		os.Exit(1)
 	}
-	for i := range 40 { // a file well past 64 KiB
-		recs := make([]*Record, 50)
-		for j := range recs {
-			recs[j] = rec(fmt.Sprint(i*50 + j))
-			recs[j].Name = strings.Repeat("n", 60)
-		}
-		if _, err := q.EnqueueBatch(ctx, recs); err != nil {
-			fmt.Println("enqueue:", err)
-			os.Exit(1)
-		}
-	}
+	fillPast64K(ctx, q)
 	if q.journal.gen%2 == 0 { // so that the held entry goes to slot 0
 		q.Stats()
 		q.Deliver(ctx, 2000)
@@ -101,18 +117,13 @@ func TestFailedJournalGenerationRecordedAtClose(t *testing.T) {
 		burnChild(path)
 		return
 	}
-	if testing.Short() {
-		t.Skip("re-executes the test binary; -short skips subprocess tests")
-	}
 	path := filepath.Join(t.TempDir(), "queue.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFailedJournalGenerationRecordedAtClose$")
-	cmd.Env = append(os.Environ(), burnEnv+"="+path)
-	out, err := cmd.CombinedOutput()
+	out, err := runChild(t, burnEnv, path)
 	var burnt uint64
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		fmt.Sscanf(line, "burnt %d", &burnt)
 	}
-	if err != nil || burnt == 0 || !strings.Contains(string(out), "enqueue: queue database write failed") {
+	if err != nil || burnt == 0 || !strings.Contains(out, "enqueue: queue database write failed") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	q := mustOpen(t, path, Options{ReadOnly: true})
@@ -133,17 +144,7 @@ func burnChild(path string) {
 		fmt.Println("open:", err)
 		os.Exit(1)
 	}
-	for i := range 40 { // a file well past 64 KiB
-		recs := make([]*Record, 50)
-		for j := range recs {
-			recs[j] = rec(fmt.Sprint(i*50 + j))
-			recs[j].Name = strings.Repeat("n", 60)
-		}
-		if _, err := q.EnqueueBatch(ctx, recs); err != nil {
-			fmt.Println("enqueue:", err)
-			os.Exit(1)
-		}
-	}
+	fillPast64K(ctx, q)
 	q.Stats()
 	if q.journal.gen%2 == 1 { // so that the next entry goes to slot 1, past 64 KiB
 		q.Enqueue(ctx, rec("parity"))
