@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -445,4 +446,61 @@ func TestMaxHeldApplies(t *testing.T) {
 	if n := lastTx(t, q) - before; n != 1 {
 		t.Errorf("%d deliveries took %d bbolt commits; want 1 (the entry applied at maxHeld IDs)", maxHeld, n)
 	}
+}
+
+// The compaction runs in the committer goroutine: the writer whose commit
+// made it due (here a reader's apply of held deliveries; in the agent, a
+// scanner's store) is answered without waiting for the copy.
+func TestWriterDoesNotWaitForCompaction(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the agent does not compact its file on Windows")
+	}
+	ctx := context.Background()
+	fake := clock.NewFake(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)) // the last deliveries stay held
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release) // before the queue's Close (a cleanup), also when the test fails
+	q := mustOpen(t, filepath.Join(t.TempDir(), "queue.db"), Options{Clock: fake, compactMinFree: 1 << 20, compactMaxLive: 256 << 10,
+		Compacted: func(Compaction, error) {
+			close(started)
+			<-release // the compaction is not over until the test says so
+		}})
+	recs := make([]*Record, 6000)
+	for i := range recs {
+		recs[i] = rec("x")
+		recs[i].Name = string(make([]byte, 60))
+	}
+	for i := 0; i < len(recs); i += 500 {
+		if _, err := q.EnqueueBatch(ctx, recs[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver := func(from, to uint64) {
+		var ids []uint64
+		for id := from; id <= to; id++ {
+			ids = append(ids, id)
+		}
+		if err := q.Deliver(ctx, ids...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver(1, 4000) // more than maxHeld: applied by the committer
+	settle(t, q)
+	deliver(4001, 5990) // held until a reader comes
+	answered := make(chan error, 1)
+	go func() { // applies the held deliveries: the compaction is due
+		s, err := q.Stats()
+		if err == nil && s.Pending != 10 {
+			err = fmt.Errorf("stats %+v; want 10 pending", s)
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader's write waited for the compaction")
+	}
+	<-started // the committer compacts meanwhile
 }
