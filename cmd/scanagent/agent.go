@@ -112,11 +112,11 @@ func newAgent(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*agent, er
 		MaxPending: cfg.Queue.MaxPending, KeepDelivered: cfg.Queue.KeepDelivered, Clock: clk,
 		Compacted: func(c queue.Compaction, err error) {
 			if err != nil {
-				log.Warn("rewriting queue.db without the space a drained backlog left failed; it is tried again in 10 minutes, "+
-					"or run `scanagent queue compact` with the agent stopped", "err", err.Error())
+				log.Warn("queue.db could not be shrunk after the backlog drained (is the disk full?); nothing is lost, "+
+					"the agent goes on with it and tries again in 10 minutes, or stop the agent and run `scanagent queue compact`", "err", err.Error())
 				return
 			}
-			log.Info("queue.db rewritten without the space a drained backlog left", "before_bytes", c.Before, "after_bytes", c.After)
+			log.Info("queue.db shrunk after the backlog drained", "before_bytes", c.Before, "after_bytes", c.After)
 		},
 	})
 	if errors.Is(err, queue.ErrLocked) {
